@@ -1,0 +1,251 @@
+"""An in-process recording engine: runs the real Pulumi program under Pulumi's
+unit-test mocks and records every resource it registers, with its parent and
+which inputs are secret. No CLI, no cloud, no network.
+
+The mocks return what a provider would compute (ids, ARNs, emails, self
+links) so that code which consumes those outputs runs for real; they never
+decide anything the program decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.sync_await import _sync_await
+
+SECRET = "[secret]"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # Pulumi's wire marker for a secret value
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+FAKE_ACCOUNT = "123456789012"
+
+
+@dataclass
+class Recorded:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    provider: str
+    inputs: dict[str, Any]  # secrets unwrapped: for assertions only
+    shown: dict[str, Any]  # secrets replaced by "[secret]": safe to print
+    outputs: dict[str, Any] = field(default_factory=dict)
+    component_outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def secret_paths(self) -> list[str]:
+        return sorted(_paths_of(self.shown, SECRET))
+
+
+@dataclass
+class Recording:
+    resources: list[Recorded]
+    stack_outputs: dict[str, Any]
+    stack_outputs_shown: dict[str, Any]
+
+    def of_type(self, type_: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Recorded:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def children_of(self, urn: str) -> list[Recorded]:
+        return [r for r in self.resources if r.parent == urn]
+
+    def descendants_of(self, urn: str) -> list[Recorded]:
+        found, frontier = [], [urn]
+        while frontier:
+            children = [r for parent in frontier for r in self.children_of(parent)]
+            found += children
+            frontier = [c.urn for c in children]
+        return found
+
+
+def _paths_of(value: Any, target: Any, prefix: str = "") -> Iterator[str]:
+    if value == target:
+        yield prefix or "."
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths_of(item, target, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths_of(item, target, f"{prefix}[{i}]")
+
+
+def _redact(value: Any) -> Any:
+    """Wire-format properties with every secret replaced by "[secret]"."""
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return SECRET
+        if _SIG_KEY in value:  # resource references, assets: keep what they name
+            return {k: _redact(v) for k, v in value.items() if k != _SIG_KEY}
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+class CloudMocks(pulumi.runtime.Mocks):
+    """What providers would compute for the resources and data sources we use."""
+
+    def __init__(self) -> None:
+        self.provider_inputs: dict[str, dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        digest = hashlib.sha256(f"{args.typ}/{args.name}".encode()).hexdigest()
+        physical = inputs.get("name") or f"{args.name}-{digest[:7]}"
+        outputs: dict[str, Any] = {**inputs, "name": physical}
+        package = args.typ.split(":", 1)[0]
+        if args.typ.startswith("pulumi:providers:"):
+            self.provider_inputs[args.name] = inputs
+            return f"{args.name}-provider-id", outputs
+        if package == "aws":
+            region = "us-east-1"
+            service = args.typ.split(":")[1].split("/")[0]
+            outputs["arn"] = f"arn:aws:{service}:{region}:{FAKE_ACCOUNT}:{args.typ.rsplit(':', 1)[-1].lower()}/{physical}"
+            resource_id = {
+                "aws:ec2/vpc:Vpc": f"vpc-{digest[:17]}",
+                "aws:ec2/subnet:Subnet": f"subnet-{digest[:17]}",
+                "aws:ec2/securityGroup:SecurityGroup": f"sg-{digest[:17]}",
+                "aws:ec2/launchTemplate:LaunchTemplate": f"lt-{digest[:17]}",
+            }.get(args.typ, physical)
+            if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+                outputs["latestVersion"] = 1
+            return resource_id, outputs
+        if package == "gcp":
+            project = inputs.get("project", "mock-project")
+            outputs["selfLink"] = f"https://www.googleapis.com/compute/v1/projects/{project}/{args.name}/{physical}"
+            if args.typ == "gcp:serviceaccount/account:Account":
+                outputs["email"] = f"{inputs.get('accountId')}@{project}.iam.gserviceaccount.com"
+            if args.typ == "gcp:secretmanager/secret:Secret":
+                outputs["name"] = f"projects/{project}/secrets/{inputs.get('secretId')}"
+                return outputs["name"], outputs
+            return f"projects/{project}/{physical}", outputs
+        return f"{args.name}-{digest[:7]}", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        token = args.token
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan", "id": FAKE_ACCOUNT, "userId": "PLAN"}, None
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            region = self._provider_region(args.provider, "aws", "us-east-1")
+            names = [f"{region}{letter}" for letter in "abc"]
+            return {"names": names, "zoneIds": [f"z{i}" for i in range(3)], "id": region, "groupNames": names}, None
+        if token == "gcp:compute/getZones:getZones":
+            region = args.args.get("region") or self._provider_region(args.provider, "gcp", "us-central1")
+            return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}, None
+        raise NotImplementedError(f"the recording engine has no mock for {token}")
+
+    def _provider_region(self, provider: str | None, package: str, default: str) -> str:
+        if provider:
+            name = provider.split("::")[-1].split("::")[0]
+            inputs = self.provider_inputs.get(name.rsplit("::", 1)[-1], {})
+            return str(inputs.get("region") or default)
+        return default
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: CloudMocks) -> None:
+        super().__init__(mocks)
+        self.records: dict[str, Recorded] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        wire = json_format.MessageToDict(request.object) if request.object else {}
+        state = self.resources.get(response.urn)
+        self.records[response.urn] = Recorded(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=request.custom,
+            provider=request.provider,
+            inputs=_unwrap(wire),
+            shown=_redact(wire),
+            outputs=dict(state.state) if state else {},
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        record = self.records.get(request.urn)
+        if record is not None and request.outputs:
+            record.component_outputs = _redact(json_format.MessageToDict(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items() if k != _SIG_KEY}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    import os
+
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def run(
+    program: Callable[[], None],
+    *,
+    config: dict[str, Any],
+    secret_keys: list[str] = (),  # type: ignore[assignment]
+    project: str = "gh-runners",
+    stack: str = "plan",
+) -> Recording:
+    """Run `program` under the recording engine and return what it registered."""
+    mocks = CloudMocks()
+    monitor = RecordingMonitor(mocks)
+    flat = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+    pulumi.runtime.set_all_config(flat, list(secret_keys))
+    pulumi_settings.reset_options()  # set_mocks is process-global: start from a clean runtime
+    pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi_settings.SETTINGS.rpc_manager.clear()
+    pulumi_settings.SETTINGS.outputs.clear()
+    root = pulumi.runtime.get_root_resource()
+    _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+    outputs = getattr(root, "outputs", {}) or {}
+    resolved = {k: _sync_await(pulumi.Output.from_input(v).future(with_unknowns=True)) for k, v in outputs.items()}
+    secret_flags = {k: _sync_await(pulumi.Output.from_input(v).is_secret()) for k, v in outputs.items()}
+    shown = {k: (SECRET if secret_flags[k] else v) for k, v in resolved.items()}
+    return Recording(list(monitor.records.values()), resolved, shown)
+
+
+def run_project(project_dir: Path, *, config: dict[str, Any], secret_keys: list[str] = (), stack: str = "plan") -> Recording:  # type: ignore[assignment]
+    """Run the project's own __main__.py: the exact program `pulumi up` runs."""
+    project_dir = project_dir.resolve()
+
+    def program() -> None:
+        with _working_directory(project_dir):
+            runpy.run_path(str(project_dir / "__main__.py"), run_name="__pulumi_program__")
+
+    return run(program, config=config, secret_keys=secret_keys, stack=stack)

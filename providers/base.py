@@ -1,0 +1,108 @@
+"""The interface every cloud backend implements, and its cloud-neutral results.
+
+A backend builds three things for a pool -- the network, the identity that may
+read the pool's credential (with the credential secret itself), and the VM
+group -- and says where the pool lives (`Site`) before any resource exists, so
+the VM's user data can be rendered from plain, non-secret values.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+import pulumi
+
+from schema.models import GitHubTarget, PoolCommon
+
+PoolT = TypeVar("PoolT", bound=PoolCommon)
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """What every pool of one stack shares."""
+
+    project: str
+    stack: str
+    github: GitHubTarget
+    credential: pulumi.Output[str]  # the secret JSON document the agent reads
+    credential_kind: Literal["pat", "app"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a pool lives, known before any resource is created (all non-secret)."""
+
+    cloud: str
+    region: str
+    group_name: str  # the ASG / MIG name; deterministic so user data can carry it
+    secret_name: str  # SSM parameter name / Secret Manager secret path
+    project: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def agent_location(self) -> dict[str, str]:
+        """The facts the VM agent needs to find its secret and its group."""
+        location = {"cloud": self.cloud, "region": self.region, "group": self.group_name, "secret": self.secret_name}
+        if self.project:
+            location["project"] = self.project
+        return {**location, **self.extra}
+
+
+@dataclass(frozen=True)
+class Network:
+    subnet_ids: pulumi.Input[Sequence[str]]
+    firewall_ids: pulumi.Input[Sequence[str]]  # security groups / firewall rules
+    public_ip: bool  # VMs get a public address (no inbound rules either way)
+    nat: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    principal: pulumi.Output[str]  # IAM role ARN / service account email
+    instance_identity: pulumi.Output[str]  # instance profile name / service account email
+    secret_id: pulumi.Output[str]  # the stored credential's resource id (never its value)
+
+
+@dataclass(frozen=True)
+class VmGroup:
+    name: pulumi.Output[str]
+    id: pulumi.Output[str]
+
+
+class PoolProblem(Exception):
+    """A combination the schema could not see; `field` is relative to the pool."""
+
+    def __init__(self, field: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class Backend(ABC, Generic[PoolT]):
+    """One cloud. One instance per program run, so shared resources (a provider
+    per region or project) are created once and reused by every pool."""
+
+    name: str
+
+    def __init__(self, context: StackContext) -> None:
+        self.context = context
+
+    @abstractmethod
+    def site(self, pool: PoolT) -> Site:
+        """Where the pool lives; raises PoolProblem when that cannot be decided."""
+
+    @abstractmethod
+    def network(self, pool: PoolT, site: Site, parent: pulumi.Resource) -> Network:
+        """The network the pool's VMs use: no inbound, a way out to GitHub."""
+
+    @abstractmethod
+    def identity(self, pool: PoolT, site: Site, parent: pulumi.Resource) -> Identity:
+        """The credential secret and the one identity that may read it."""
+
+    @abstractmethod
+    def vm_group(
+        self, pool: PoolT, site: Site, network: Network, identity: Identity, user_data: str, parent: pulumi.Resource
+    ) -> VmGroup:
+        """The VM template and the group that keeps the pool's size."""
