@@ -34,6 +34,7 @@ class RunnerPool(pulumi.ComponentResource):
         user_data = render_user_data(pool, context.github, site.agent_location())
         group = backend.vm_group(pool, site, network, identity, user_data, self)
 
+        self.pool_name = pool.name
         self.provider = pool.provider
         self.region = site.region
         self.labels = pool.all_labels

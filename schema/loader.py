@@ -235,9 +235,9 @@ def _field_description(loc: tuple[Any, ...]) -> str | None:
         model = _model_at(loc[: end - 1])
         field = model.model_fields.get(str(loc[end - 1])) if model else None
         if field is not None:
-            if end < len(loc):  # inside a dict field: describe its values
-                values = [typing.get_args(c)[1] for c in _candidates(field.annotation) if typing.get_origin(c) is dict]
-                return _annotated_description(values[0]) if values else None
+            if end < len(loc):  # inside a list or dict field: describe its items
+                items = [typing.get_args(c)[-1] for c in _candidates(field.annotation) if typing.get_origin(c) in (list, dict)]
+                return _annotated_description(items[0]) if items else None
             return field.description or _annotated_description(field.annotation)
     return None
 
@@ -288,3 +288,11 @@ def _list_items(annotation: Any) -> list[Any]:
     if typing.get_origin(annotation) is list:
         return _candidates(typing.get_args(annotation)[0])
     return []
+
+
+def locate(path: str | Path, loc: Loc) -> Position:
+    """Line and column of `loc` in a (valid) file, for problems found after validation."""
+    data, positions = _parse(Path(path).read_text(encoding="utf-8"), str(path))
+    data, origins = _merge_defaults(data)
+    found = _Locator(str(path), data, positions, origins).problem(loc, "")
+    return found.line, found.column

@@ -1,0 +1,107 @@
+"""The GitHub REST calls the agent makes, for repository, organization and enterprise runners."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from .config import Config
+from .http import AgentError, Response, Retry, fetch
+
+API_VERSION = "2022-11-28"
+
+
+class GitHub:
+    def __init__(self, cfg: Config, token: str, retry: Retry) -> None:
+        self.cfg, self.retry = cfg, retry
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+        }
+
+    def call(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200,)) -> Response:
+        url = self.cfg.api_url + path
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        what = f"GitHub {method} {path.split('?')[0]}"
+        answer = self.retry(what, lambda: fetch(method, url, headers=headers, data=data))
+        if answer.status not in ok:
+            raise GitHubError(answer.status, f"{what}: HTTP {answer.status} {answer.message()}".strip())
+        return answer
+
+    def _pages(self, path: str, key: str) -> Iterator[dict[str, Any]]:
+        page = 1
+        while True:
+            sep = "&" if "?" in path else "?"
+            items = self.call("GET", f"{path}{sep}per_page=100&page={page}").json()[key]
+            yield from items
+            if len(items) < 100:
+                return
+            page += 1
+
+    # --- registration -------------------------------------------------------
+
+    def runner_group_id(self) -> int:
+        """The id of the pool's runner group; repositories have only the default group, 1."""
+        if self.cfg.scope == "repository":
+            return 1
+        wanted = self.cfg.runner_group.lower()
+        for group in self._pages(f"{self.cfg.scope_path}/actions/runner-groups", "runner_groups"):
+            if group["name"].lower() == wanted or (wanted == "default" and group.get("default")):
+                return int(group["id"])
+        raise AgentError(f"runner group {self.cfg.runner_group!r} not found in {self.cfg.scope} {self.cfg.target}")
+
+    def jit_config(self, name: str, group_id: int) -> tuple[int, str]:
+        """(runner id, encoded JIT config) for a just-in-time runner."""
+        body = {"name": name, "runner_group_id": group_id, "labels": list(self.cfg.labels), "work_folder": "_work"}
+        path = f"{self.cfg.scope_path}/actions/runners/generate-jitconfig"
+        doc = self.call("POST", path, body, ok=(201,)).json()
+        return int(doc["runner"]["id"]), str(doc["encoded_jit_config"])
+
+    def registration_token(self) -> str:
+        doc = self.call("POST", f"{self.cfg.scope_path}/actions/runners/registration-token", ok=(201,)).json()
+        return str(doc["token"])
+
+    # --- runners ------------------------------------------------------------
+
+    def runners(self, name: str = "") -> Iterator[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"name": name}) if name else ""
+        return self._pages(f"{self.cfg.scope_path}/actions/runners{query}", "runners")
+
+    def find_runner(self, name: str) -> dict[str, Any] | None:
+        return next((r for r in self.runners(name) if r["name"] == name), None)
+
+    def runner(self, runner_id: int) -> dict[str, Any] | None:
+        answer = self.call("GET", f"{self.cfg.scope_path}/actions/runners/{runner_id}", ok=(200, 404))
+        return answer.json() if answer.status == 200 else None
+
+    def delete_runner(self, runner_id: int) -> None:
+        """Deregister; a runner that is already gone is fine."""
+        self.call("DELETE", f"{self.cfg.scope_path}/actions/runners/{runner_id}", ok=(204, 404))
+
+    # --- runner releases (github.com, even for GHES targets) ------------------
+
+    def release(self, version: str) -> dict[str, Any]:
+        url = f"{self.cfg.releases_url}/repos/actions/runner/releases/tags/v{version}"
+        # Our token is only good for the target's API; send it to the releases
+        # API only when they are the same host (it raises the rate limit).
+        headers = dict(self._headers) if self.cfg.releases_url == self.cfg.api_url else {
+            "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
+        what = f"GitHub release actions/runner v{version}"
+        answer = self.retry(what, lambda: fetch("GET", url, headers=headers))
+        if answer.status != 200:
+            raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())
+        doc: dict[str, Any] = answer.json()
+        return doc
+
+
+class GitHubError(AgentError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,198 @@
+"""Turn a Recording into a reviewer's plan: a tree per pool, or stable JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from plan.engine import SECRET, Recorded, Recording
+from schema.models import AwsPool, GcpPool, Pool, RunnersFile
+
+POOL_TYPE = "ghrunners:index:RunnerPool"
+# The properties a reviewer looks at, per resource type (wire names). Types not
+# listed show every scalar input.
+KEY_PROPERTIES: dict[str, list[str]] = {
+    "aws:ec2/vpc:Vpc": ["cidrBlock"],
+    "aws:ec2/subnet:Subnet": ["availabilityZone", "cidrBlock"],
+    "aws:ec2/securityGroup:SecurityGroup": ["ingress", "egress"],
+    "aws:ec2/routeTable:RouteTable": ["routes"],
+    "aws:ssm/parameter:Parameter": ["name", "type", "value"],
+    "aws:iam/role:Role": ["assumeRolePolicy"],
+    "aws:iam/rolePolicy:RolePolicy": ["policy"],
+    "aws:ec2/launchTemplate:LaunchTemplate": [
+        "imageId",
+        "instanceType",
+        "instanceInitiatedShutdownBehavior",
+        "metadataOptions",
+        "blockDeviceMappings",
+        "networkInterfaces",
+        "userData",
+    ],
+    "aws:autoscaling/group:Group": [
+        "name",
+        "minSize",
+        "maxSize",
+        "desiredCapacity",
+        "launchTemplate",
+        "mixedInstancesPolicy",
+        "capacityRebalance",
+        "instanceRefresh",
+        "instanceMaintenancePolicy",
+        "initialLifecycleHooks",
+    ],
+    "aws:autoscaling/schedule:Schedule": ["recurrence", "timeZone", "desiredCapacity", "minSize", "maxSize"],
+}
+NOISE = {"tags", "labels", "description", "tagSpecifications", "tagsAll"}
+
+
+def summarize(key: str, value: Any) -> Any:
+    """Large values a reviewer can't read inline: user data as size + digest, policies as statements."""
+    if key in ("userData", "user-data") and isinstance(value, str) and value != SECRET:
+        return {"bytes": len(value), "sha256": hashlib.sha256(value.encode()).hexdigest()[:16]}
+    if key in ("policy", "assumeRolePolicy", "policyData") and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, dict):
+        return {k: summarize(k, v) for k, v in value.items()}
+    return value
+
+
+def resource_view(record: Recorded, full: bool) -> dict[str, Any]:
+    shown = record.shown
+    keys = KEY_PROPERTIES.get(record.type) if not full else None
+    if keys is None:
+        keys = [k for k in sorted(shown) if k not in NOISE and (full or not isinstance(shown[k], (dict, list)))]
+    return {k: summarize(k, shown[k]) for k in keys if k in shown}
+
+
+def pool_warnings(pool: Pool, runners: RunnersFile) -> list[str]:
+    warnings = []
+    if pool.sudo or pool.docker:
+        what = " and ".join(w for w, on in (("sudo", pool.sudo), ("docker", pool.docker)) if on)
+        warnings.append(
+            f"{what}: the runner user is root-equivalent on its VM; job code can lift the metadata "
+            "block and use the VM identity to read the GitHub credential"
+        )
+    if isinstance(pool, AwsPool) and not pool.network.existing and not pool.network.private:
+        warnings.append("public network path: VMs get public IPv4 addresses (no inbound rules)")
+    if isinstance(pool, GcpPool) and pool.iap_ssh:
+        warnings.append("SSH through Identity-Aware Proxy is open to whoever IAM allows")
+    if isinstance(pool, AwsPool) and pool.ssm_session_manager:
+        warnings.append("SSM Session Manager shell access is enabled for whoever IAM allows")
+    if not pool.ephemeral:
+        warnings.append("persistent runners: one job can leave changes behind for the next")
+    if runners.github.scope == "repository":
+        warnings.append(
+            "self-hosted runners on a public repository run code from anyone's pull request: "
+            "keep the repository private or require approval for fork pull requests"
+        )
+    group = pool.runner_group
+    if group and group.allow_public_repositories:
+        warnings.append(f"runner group {group.name} allows public repositories")
+    return warnings
+
+
+def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict[str, str]) -> dict[str, Any]:
+    """The stable, sorted, machine-readable plan."""
+    pools = {r.name: r for r in recording.resources if r.type == POOL_TYPE}
+    by_pool: dict[str, list[dict[str, Any]]] = {}
+    for name, pool_record in pools.items():
+        children = sorted(recording.descendants_of(pool_record.urn), key=lambda r: (r.type, r.name))
+        by_pool[name] = [
+            {"type": r.type, "name": r.name, "properties": resource_view(r, full=True), "secrets": r.secret_paths}
+            for r in children
+        ]
+    pooled = {r.urn for pool in pools.values() for r in recording.descendants_of(pool.urn)} | {
+        p.urn for p in pools.values()
+    }
+    shared = sorted(
+        (r for r in recording.resources if r.urn not in pooled), key=lambda r: (r.type, r.name)
+    )
+    return {
+        "github": {"scope": runners.github.scope, "target": runners.github.target, "url": runners.github.web_url},
+        "placeholders": dict(sorted(placeholders.items())),
+        "pools": [
+            {
+                "name": pool.name,
+                "provider": pool.provider,
+                "labels": pool.all_labels,
+                "warnings": pool_warnings(pool, runners),
+                "resources": by_pool.get(pool.name, []),
+            }
+            for pool in runners.pools
+        ],
+        "shared": [
+            {"type": r.type, "name": r.name, "properties": resource_view(r, full=True), "secrets": r.secret_paths}
+            for r in shared
+        ],
+        "outputs": recording.stack_outputs_shown,
+    }
+
+
+def plan_text(recording: Recording, runners: RunnersFile, placeholders: dict[str, str]) -> str:
+    github = runners.github
+    lines = [f"gh-runners plan for GitHub {github.scope} {github.target} ({github.web_url})"]
+    if placeholders:
+        lines.append("placeholders (offline): " + ", ".join(f"{k}={v}" for k, v in sorted(placeholders.items())))
+    pools = {r.name: r for r in recording.resources if r.type == POOL_TYPE}
+    for pool in runners.pools:
+        record = pools.get(pool.name)
+        lines += ["", f"{POOL_TYPE}  {pool.name}  ({pool.provider}, runs-on: {', '.join(pool.all_labels)})"]
+        for warning in pool_warnings(pool, runners):
+            lines.append(f"  ! {warning}")
+        if record is None:
+            continue
+        lines += _tree(recording, record.urn, "  ")
+    shared = [r for r in recording.resources if r.type != POOL_TYPE and not _under_pool(recording, r)]
+    if shared:
+        lines += ["", "shared"]
+        for r in sorted(shared, key=lambda r: (r.type, r.name)):
+            lines.append(f"  {r.type}  {r.name}{_props_inline(resource_view(r, full=False))}")
+    return "\n".join(lines)
+
+
+def _under_pool(recording: Recording, record: Recorded) -> bool:
+    parents = {r.urn: r for r in recording.resources}
+    parent = parents.get(record.parent)
+    while parent is not None:
+        if parent.type == POOL_TYPE:
+            return True
+        parent = parents.get(parent.parent)
+    return False
+
+
+def _tree(recording: Recording, urn: str, indent: str) -> list[str]:
+    lines = []
+    for child in sorted(recording.children_of(urn), key=lambda r: (r.type, r.name)):
+        lines.append(f"{indent}{child.type}  {child.name}")
+        for key, value in resource_view(child, full=False).items():
+            lines.append(f"{indent}    {key}: {_compact(value)}")
+        lines += _tree(recording, child.urn, indent + "  ")
+    return lines
+
+
+def _props_inline(props: dict[str, Any]) -> str:
+    return ("  " + " ".join(f"{k}={_compact(v)}" for k, v in props.items())) if props else ""
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Statement" in value:
+        return "; ".join(
+            f"{s.get('Effect')} {','.join(_as_list(s.get('Action')))} on {','.join(_as_list(s.get('Resource')))}"
+            + (" if " + json.dumps(s["Condition"], sort_keys=True) if s.get("Condition") else "")
+            for s in value["Statement"]
+        )
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) if not isinstance(v, dict) else json.dumps(v) for v in value]
+    return [str(value) if not isinstance(value, dict) else json.dumps(value, sort_keys=True)]

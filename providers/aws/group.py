@@ -1,0 +1,167 @@
+"""AWS VM group: the launch template and the Auto Scaling group that keeps the pool's size."""
+
+from __future__ import annotations
+
+import base64
+
+import pulumi
+import pulumi_aws as aws
+
+from providers.base import Identity, Network, Site, VmGroup
+from providers.naming import part
+from schema.models import AwsPool
+
+# Canonical's public SSM parameters: the newest Ubuntu 24.04 AMI, resolved by
+# EC2 at launch -- no data-source call at `pulumi up`, always patched images.
+UBUNTU_AMI = "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
+UBUNTU_ARCH = {"x64": "amd64", "arm64": "arm64"}
+ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name on EC2
+LIFECYCLE_HOOK = "gh-runners-drain"
+# How long the termination hook holds a VM for its running job; the agent
+# finishes the hook earlier as soon as the runner is idle and deregistered.
+DRAIN_SECONDS = 3600
+USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data
+
+
+def image_for(pool: AwsPool) -> str:
+    return pool.image or UBUNTU_AMI.format(arch=UBUNTU_ARCH[pool.arch])
+
+
+def build_vm_group(
+    pool: AwsPool,
+    site: Site,
+    network: Network,
+    identity: Identity,
+    user_data: str,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> VmGroup:
+    name = pool.name
+    template = aws.ec2.LaunchTemplate(
+        part(name, "template"),
+        description=f"gh-runners pool {name}",
+        image_id=image_for(pool),
+        instance_type=pool.effective_instance_types[0] if not _mixed(pool) else None,
+        # Ephemeral runners power the VM off after their job: terminate it and
+        # let the group start a fresh one. No API permission is needed for that.
+        instance_initiated_shutdown_behavior="terminate",
+        iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(name=identity.instance_identity),
+        metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+            http_endpoint="enabled",
+            http_tokens="required",  # IMDSv2 only
+            # Hop limit 1: a container on the docker bridge is one hop further
+            # away and cannot reach the instance credentials.
+            http_put_response_hop_limit=1,
+            instance_metadata_tags="disabled",
+        ),
+        block_device_mappings=[
+            aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=ROOT_DEVICE,
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=pool.disk.size_gb,
+                    volume_type=pool.disk.type,
+                    encrypted="true",
+                    delete_on_termination="true",
+                ),
+            )
+        ],
+        network_interfaces=[
+            aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                device_index=0,
+                associate_public_ip_address="true" if network.public_ip else None,
+                security_groups=network.firewall_ids,
+                delete_on_termination="true",
+            )
+        ],
+        user_data=base64.b64encode(user_data.encode()).decode(),
+        update_default_version=True,
+        tag_specifications=[
+            aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+            for kind in ("instance", "volume", "network-interface")
+        ],
+        tags=tags,
+        opts=opts,
+    )
+    version = template.latest_version.apply(str)
+    group = aws.autoscaling.Group(
+        part(name, "asg"),
+        name=site.group_name,
+        min_size=pool.size.min,
+        max_size=pool.size.max,
+        desired_capacity=pool.size.desired_count,
+        vpc_zone_identifiers=network.subnet_ids,
+        launch_template=None
+        if _mixed(pool)
+        else aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=version),
+        mixed_instances_policy=_mixed_policy(pool, template.id, version) if _mixed(pool) else None,
+        capacity_rebalance=pool.spot,
+        # A new launch template version rolls the group launch-before-terminate:
+        # capacity never drops below 100% while old VMs drain their jobs.
+        instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+            strategy="Rolling",
+            preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                min_healthy_percentage=100, max_healthy_percentage=200, skip_matching=True
+            ),
+        ),
+        instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
+            min_healthy_percentage=100, max_healthy_percentage=200
+        ),
+        initial_lifecycle_hooks=[
+            aws.autoscaling.GroupInitialLifecycleHookArgs(
+                name=LIFECYCLE_HOOK,
+                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                heartbeat_timeout=DRAIN_SECONDS,
+                default_result="CONTINUE",
+            )
+        ],
+        tags=[
+            aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+            for key, value in sorted(tags.items())
+        ],
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            # Scheduled actions move desired capacity; `pulumi up` must not undo them.
+            pulumi.ResourceOptions(ignore_changes=["desired_capacity"] if pool.schedules else None),
+        ),
+    )
+    for i, schedule in enumerate(pool.schedules):
+        aws.autoscaling.Schedule(
+            part(name, f"schedule-{i}"),
+            scheduled_action_name=f"{name}-{i}",
+            autoscaling_group_name=group.name,
+            recurrence=schedule.cron,
+            time_zone=schedule.time_zone,
+            desired_capacity=schedule.desired,
+            # Lowering desired below min is refused by AWS: a night-time 0
+            # lowers min with it; a morning schedule restores the pool's min.
+            min_size=min(pool.size.min, schedule.desired),
+            max_size=pool.size.max,
+            opts=opts,
+        )
+    return VmGroup(name=group.name, id=group.arn)
+
+
+def _mixed(pool: AwsPool) -> bool:
+    return pool.spot or len(pool.effective_instance_types) > 1
+
+
+def _mixed_policy(
+    pool: AwsPool, template_id: pulumi.Output[str], version: pulumi.Output[str]
+) -> aws.autoscaling.GroupMixedInstancesPolicyArgs:
+    return aws.autoscaling.GroupMixedInstancesPolicyArgs(
+        launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+            launch_template_specification=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                launch_template_id=template_id, version=version
+            ),
+            overrides=[
+                aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=instance_type)
+                for instance_type in pool.effective_instance_types
+            ],
+        ),
+        instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+            on_demand_base_capacity=pool.on_demand_base,
+            on_demand_percentage_above_base_capacity=0 if pool.spot else 100,
+            spot_allocation_strategy="price-capacity-optimized",
+            on_demand_allocation_strategy="prioritized",
+        ),
+    )

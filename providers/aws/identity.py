@@ -1,0 +1,152 @@
+"""AWS credential and identity: the SSM SecureString and the one role that may read it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from providers.base import Identity, Site
+from providers.naming import part
+from schema.models import AwsPool
+
+
+@dataclass(frozen=True)
+class Account:
+    """Partition and account id of a region's provider, looked up once per region."""
+
+    partition: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+
+
+def policy_statements(
+    *,
+    partition: str,
+    account_id: str,
+    region: str,
+    parameter_arn: str,
+    group_name: str,
+    session_manager: bool,
+) -> list[dict[str, Any]]:
+    """What a runner VM's role may do -- and nothing more.
+
+    Plain values in, plain JSON out, so tests and the policy linter read the
+    same document the role gets.
+    """
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "ReadTheGitHubCredential",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [parameter_arn],
+        },
+        {
+            # SecureString decryption happens inside SSM; allow it only through
+            # SSM and only for this parameter (SSM puts the parameter ARN in the
+            # encryption context), whichever key the account uses.
+            "Sid": "DecryptOnlyThroughSsmForThatParameter",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": [f"arn:{partition}:kms:{region}:{account_id}:key/*"],
+            "Condition": {
+                "StringEquals": {
+                    "kms:ViaService": f"ssm.{region}.amazonaws.com",
+                    "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
+                }
+            },
+        },
+        {
+            "Sid": "FinishOwnTerminationHook",
+            "Effect": "Allow",
+            "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+            "Resource": [
+                f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{group_name}"
+            ],
+        },
+        {
+            # Read-only, for the ghost sweep. DescribeInstances has no
+            # resource-level permissions in IAM: "*" is the only form AWS accepts.
+            "Sid": "ListInstancesForGhostSweep",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeInstances"],
+            "Resource": ["*"],
+        },
+    ]
+    if session_manager:
+        # The few actions the SSM agent needs for Session Manager, instead of
+        # AmazonSSMManagedInstanceCore, which would also grant ssm:GetParameter
+        # on every parameter in the account.
+        statements.append(
+            {
+                "Sid": "SessionManagerShell",
+                "Effect": "Allow",
+                "Action": [
+                    "ssm:UpdateInstanceInformation",
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel",
+                ],
+                "Resource": ["*"],
+            }
+        )
+    return statements
+
+
+ASSUME_ROLE_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+
+
+def build_identity(
+    pool: AwsPool,
+    site: Site,
+    credential: pulumi.Output[str],
+    account: Account,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> Identity:
+    name = pool.name
+    parameter = aws.ssm.Parameter(
+        part(name, "credential"),
+        name=site.secret_name,
+        type="SecureString",
+        value=credential,  # a Pulumi secret: encrypted in state, never printed
+        description=f"GitHub credential for gh-runners pool {name}; read by its VMs only",
+        tags=tags,
+        opts=opts,
+    )
+    role = aws.iam.Role(
+        part(name, "role"),
+        assume_role_policy=ASSUME_ROLE_POLICY,
+        description=f"gh-runners pool {name}: read its credential, finish its own lifecycle hook",
+        tags=tags,
+        opts=opts,
+    )
+    document = pulumi.Output.all(account.partition, account.account_id, parameter.arn).apply(
+        lambda values: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": policy_statements(
+                    partition=values[0],
+                    account_id=values[1],
+                    region=site.region,
+                    parameter_arn=values[2],
+                    group_name=site.group_name,
+                    session_manager=pool.ssm_session_manager,
+                ),
+            },
+            sort_keys=True,
+        )
+    )
+    aws.iam.RolePolicy(part(name, "policy"), role=role.id, policy=document, opts=opts)
+    profile = aws.iam.InstanceProfile(part(name, "profile"), role=role.name, tags=tags, opts=opts)
+    return Identity(principal=role.arn, instance_identity=profile.name, secret_id=parameter.arn)

@@ -1,0 +1,1 @@
+"""Wiring of the Pulumi program: stack config, pools, GitHub runner groups, outputs."""

@@ -1,0 +1,292 @@
+"""Shared plumbing for the loopback HTTP doubles.
+
+Each double is a real HTTP server on 127.0.0.1 (ephemeral port) in a daemon
+thread, so the agent under test talks to it exactly as it would to the cloud:
+through sockets, with its own HTTP client. This module gives every double the
+same test-facing surface:
+
+* ``url`` — base URL; ``log`` — every request with the status it got;
+* ``violations`` — contract breaches seen (bad request body, invalid response…);
+  the fixtures fail a test whose double recorded any;
+* ``inject(...)`` — queued faults: a status code (5xx, 429…), a dropped
+  connection, or a hang, matched by method and path regex;
+* ``wait_for(predicate)`` — block until the double's state satisfies a
+  condition (no sleeping in tests: every request and state change notifies).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    """One HTTP request as the double received it."""
+
+    method: str
+    path: str  # without query string, percent-encoding kept
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    time: float = field(default_factory=time.time)
+    status: int | None = None  # filled in once answered
+    operation: str | None = None  # which API operation the double matched
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON (``None`` if empty or not JSON)."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass
+class Response:
+    """What a handler returns; ``body`` dicts/lists are sent as JSON."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+
+    def encode(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+@dataclass
+class Fault:
+    """A queued failure. ``kind``: ``status`` (send ``response``), ``reset``
+    (drop the TCP connection without answering) or ``hang`` (answer nothing
+    until ``seconds`` pass or the double is reset)."""
+
+    path: re.Pattern[str]
+    method: str | None
+    times: int
+    kind: str = "status"
+    response: Response | None = None
+    seconds: float = 30.0
+
+    def matches(self, req: Request) -> bool:
+        return (self.method is None or self.method == req.method) and bool(self.path.search(req.path))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive like the real services; needs Content-Length
+    server: _Server
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        req = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        self.server.double._handle(self, req)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # the request log is the record; stderr noise helps nobody
+
+    def send(self, resp: Response) -> None:
+        payload = resp.encode()
+        self.send_response(resp.status)
+        if payload or resp.status not in (204, 304):
+            self.send_header("Content-Type", resp.content_type)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def drop(self) -> None:
+        """Close with RST (SO_LINGER 0): the client sees a reset, not a clean EOF."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    double: HttpDouble
+
+
+class HttpDouble:
+    """Base class: subclasses implement :meth:`handle` and may extend :meth:`reset`."""
+
+    name = "double"
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.RLock())
+        self._release = threading.Event()  # wakes hung requests on reset/stop
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.log: list[Request] = []
+        self.violations: list[str] = []
+        self.faults: list[Fault] = []
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> HttpDouble:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.double = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, f"{self.name} is not started"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """Base URL, no trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        """Forget requests, faults and violations (state is the subclass's job)."""
+        with self._cond:
+            self._release.set()  # let hung handlers from the previous test finish
+            self._release = threading.Event()
+            self.log.clear()
+            self.violations.clear()
+            self.faults.clear()
+            self._cond.notify_all()
+
+    # -- test controls ---------------------------------------------------------
+
+    def inject(
+        self,
+        path: str,
+        *,
+        method: str | None = None,
+        status: int = 503,
+        times: int = 1,
+        kind: str = "status",
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        seconds: float = 30.0,
+    ) -> Fault:
+        """Queue a fault for requests whose path matches regex ``path``.
+
+        The next ``times`` matching requests get it instead of the real answer.
+        """
+        if kind not in ("status", "reset", "hang"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        fault = Fault(
+            path=re.compile(path),
+            method=method,
+            times=times,
+            kind=kind,
+            response=Response(status, body if body is not None else self.fault_body(status), headers or {}),
+            seconds=seconds,
+        )
+        with self._cond:
+            self.faults.append(fault)
+        return fault
+
+    def fault_body(self, status: int) -> Any:
+        """Body sent with an injected status; subclasses use their service's error shape."""
+        return {"message": f"injected {status}"}
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str = "") -> T:
+        """Block until ``predicate()`` is truthy (checked on every state change)."""
+        with self._cond:
+            result = self._cond.wait_for(predicate, timeout)
+        if not result:
+            raise TimeoutError(f"{self.name}: timed out after {timeout}s waiting for {what or predicate}")
+        return result
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        """Logged requests, optionally filtered by method and path regex."""
+        with self._cond:
+            return [
+                r
+                for r in self.log
+                if (method is None or r.method == method) and (path is None or re.search(path, r.path))
+            ]
+
+    def violate(self, message: str) -> None:
+        with self._cond:
+            self.violations.append(message)
+            self._cond.notify_all()
+
+    def changed(self) -> None:
+        """Wake :meth:`wait_for` callers; call after every state mutation."""
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- request plumbing ------------------------------------------------------
+
+    def handle(self, req: Request) -> Response:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _take_fault(self, req: Request) -> Fault | None:
+        with self._cond:
+            for fault in self.faults:
+                if fault.times > 0 and fault.matches(req):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _handle(self, handler: _Handler, req: Request) -> None:
+        with self._cond:
+            self.log.append(req)
+            release = self._release
+        fault = self._take_fault(req)
+        try:
+            if fault is not None and fault.kind == "hang":
+                release.wait(fault.seconds)
+                handler.drop()
+                req.status = 0
+            elif fault is not None and fault.kind == "reset":
+                handler.drop()
+                req.status = 0
+            else:
+                resp = fault.response if fault is not None and fault.response else self._safe_handle(req)
+                req.status = resp.status
+                handler.send(resp)
+        finally:
+            self.changed()
+
+    def _safe_handle(self, req: Request) -> Response:
+        try:
+            return self.handle(req)
+        except Exception as exc:  # a bug in the double must fail the test, not hang it
+            self.violate(f"{self.name} crashed on {req.method} {req.path}: {exc!r}")
+            return Response(500, {"message": f"double crashed: {exc!r}"})
