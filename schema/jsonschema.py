@@ -9,6 +9,10 @@ from schema.models import RunnersFile
 
 def runners_json_schema() -> dict[str, Any]:
     schema = RunnersFile.model_json_schema()
+    for definition in schema["$defs"].values():
+        group = definition.get("properties", {}).get("runner_group")
+        if group is not None:  # the `runner_group: NAME` shorthand
+            group["anyOf"].insert(0, {"type": "string", "minLength": 1, "maxLength": 100})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://github.com/spigell/gh-runners/schema/runners.schema.json",

@@ -149,6 +149,10 @@ class RunnerGroup(Strict):
         return self.name.lower() == "default"
 
 
+# `runner_group: ci` is shorthand for `runner_group: {name: ci}` (the JSON
+# Schema says so too: see schema/jsonschema.py); the model stores the object.
+GroupField = RunnerGroup | None
+
 # --- pool pieces -------------------------------------------------------------
 
 
@@ -207,7 +211,7 @@ class PoolCommon(Strict):
 
     name: PoolName
     labels: list[Label] = Field(default_factory=list, description="Labels jobs select with `runs-on`.")
-    runner_group: RunnerGroup | None = Field(
+    runner_group: GroupField = Field(
         default=None,
         description="Runner group name (or object) for organization/enterprise targets; "
         "omit for the Default group.",
@@ -480,7 +484,9 @@ class PoolDefaults(Strict):
     """Fields merged into every pool that does not set them (tags are merged key by key)."""
 
     labels: list[Label] | None = None
-    runner_group: RunnerGroup | StrictStr | None = None
+    runner_group: GroupField = None
+
+    _group_shorthand = field_validator("runner_group", mode="before")(lambda cls, v: {"name": v} if isinstance(v, str) else v)
     ephemeral: StrictBool | None = None
     size: dict[str, Any] | None = None
     arch: Arch | None = None

@@ -31,7 +31,6 @@ import secrets
 import string
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -166,7 +165,7 @@ class Runner:
     busy: bool = False
     ephemeral: bool = False
     version: str | None = None
-    os: str = "Linux"
+    os: str = "linux"
     credential: str = field(default_factory=lambda: uuid.uuid4().hex)
     jit: bool = False
     sessions: int = 0  # how many times a runner process connected with it
@@ -492,9 +491,9 @@ class GitHubDouble(HttpDouble):
         req.operation = op.operation_id
         resp = self._api_call(req, op.operation_id, op.template, params, op)
         resp.headers.update(self._standard_headers())
-        if resp.status not in op.spec.get("responses", {}) and str(resp.status) not in op.spec.get(
-                "responses", {}) and resp.status in GENERIC_STATUSES:
-            problems = [e for e in _errors_basic(self.api, resp.body)]
+        documented = str(resp.status) in op.spec.get("responses", {})
+        if not documented and resp.status in GENERIC_STATUSES:
+            problems = _errors_basic(self.api, resp.body)
         else:
             problems = op.check_response(resp.status, resp.body)
         for p in problems:
@@ -954,7 +953,3 @@ def _user(login: str, uid: int, base: str, kind: str = "User") -> dict[str, Any]
         "received_events_url": f"{api}/received_events", "type": kind, "site_admin": False,
     }
 
-
-# ``threading`` is re-exported for type checkers of callers that hold the lock.
-__all__ = ["GitHubDouble", "Job", "Runner", "RunnerGroup", "Scope", "app_keypair", "sign_app_jwt",
-           "verify_rs256", "threading"]
