@@ -88,6 +88,8 @@ def _paths_of(value: Any, target: Any, prefix: str = "") -> Iterator[str]:
 
 def _redact(value: Any) -> Any:
     """Wire-format properties with every secret replaced by "[secret]"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, dict):
         if value.get(_SIG_KEY) == _SECRET_SIG:
             return SECRET
@@ -115,9 +117,12 @@ class CloudMocks(pulumi.runtime.Mocks):
             self.provider_inputs[args.name] = inputs
             return f"{args.name}-provider-id", outputs
         if package == "aws":
-            region = "us-east-1"
+            region = self._provider_region(args.provider, "us-east-1")
             service = args.typ.split(":")[1].split("/")[0]
-            outputs["arn"] = f"arn:aws:{service}:{region}:{FAKE_ACCOUNT}:{args.typ.rsplit(':', 1)[-1].lower()}/{physical}"
+            kind = args.typ.rsplit(":", 1)[-1]
+            kind = kind[0].lower() + kind[1:]
+            # Hierarchical SSM names start with "/", which the ARN drops.
+            outputs["arn"] = f"arn:aws:{service}:{region}:{FAKE_ACCOUNT}:{kind}/{str(physical).lstrip('/')}"
             resource_id = {
                 "aws:ec2/vpc:Vpc": f"vpc-{digest[:17]}",
                 "aws:ec2/subnet:Subnet": f"subnet-{digest[:17]}",
@@ -138,25 +143,28 @@ class CloudMocks(pulumi.runtime.Mocks):
             return f"projects/{project}/{physical}", outputs
         return f"{args.name}-{digest[:7]}", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan", "id": FAKE_ACCOUNT, "userId": "PLAN"}, None
+            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan", "id": FAKE_ACCOUNT, "userId": "PLAN"}
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            region = self._provider_region(args.provider, "aws", "us-east-1")
+            region = self._provider_region(args.provider, "us-east-1")
             names = [f"{region}{letter}" for letter in "abc"]
-            return {"names": names, "zoneIds": [f"z{i}" for i in range(3)], "id": region, "groupNames": names}, None
+            return {"names": names, "zoneIds": [f"z{i}" for i in range(3)], "id": region, "groupNames": names}
         if token == "gcp:compute/getZones:getZones":
-            region = args.args.get("region") or self._provider_region(args.provider, "gcp", "us-central1")
-            return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}, None
+            region = args.args.get("region") or self._provider_region(args.provider, "us-central1")
+            return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}
         raise NotImplementedError(f"the recording engine has no mock for {token}")
 
-    def _provider_region(self, provider: str | None, package: str, default: str) -> str:
+    def _provider_region(self, provider: str | None, default: str) -> str:
+        """The region of the explicit provider a resource or call uses.
+
+        A provider reference is `<provider urn>::<provider id>`; the urn ends in its name."""
         if provider:
-            name = provider.split("::")[-1].split("::")[0]
-            inputs = self.provider_inputs.get(name.rsplit("::", 1)[-1], {})
+            parts = provider.split("::")
+            inputs = self.provider_inputs.get(parts[-2] if len(parts) >= 2 else "", {})
             return str(inputs.get("region") or default)
         return default
 
@@ -193,6 +201,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def _unwrap(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
     if isinstance(value, dict):
         if value.get(_SIG_KEY) == _SECRET_SIG:
             return _unwrap(value.get("value"))

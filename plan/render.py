@@ -183,7 +183,9 @@ def _compact(value: Any) -> str:
         return value
     if isinstance(value, dict) and "Statement" in value:
         return "; ".join(
-            f"{s.get('Effect')} {','.join(_as_list(s.get('Action')))} on {','.join(_as_list(s.get('Resource')))}"
+            f"{s.get('Effect')} {','.join(_as_list(s.get('Action')))}"
+            + (f" on {','.join(_as_list(s.get('Resource')))}" if s.get("Resource") else "")
+            + (f" by {_compact(s['Principal'])}" if s.get("Principal") else "")
             + (" if " + json.dumps(s["Condition"], sort_keys=True) if s.get("Condition") else "")
             for s in value["Statement"]
         )

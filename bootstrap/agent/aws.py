@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from .config import Config, endpoint
 from .http import AgentError, NetworkError, Response, Retry, fetch
+from .log import log
 
-IMDS_TOKEN_TTL = "21600"
+IMDS_SESSION_TTL = "21600"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class AwsCloud:
         if fresh or not self._imds_token:
             answer = self.retry("IMDS session token", lambda: fetch(
                 "PUT", f"{self.imds}/latest/api/token",
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_TOKEN_TTL}, direct=True, timeout=5))
+                headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_SESSION_TTL}, direct=True, timeout=5))
             _expect(answer, "IMDS session token")
             self._imds_token = answer.body.decode().strip()
         return self._imds_token
@@ -112,7 +113,8 @@ class AwsCloud:
         body = json.dumps({"Name": self.cfg.secret, "WithDecryption": True})
         headers = {"X-Amz-Target": "AmazonSSM.GetParameter", "Content-Type": "application/x-amz-json-1.1"}
         what = f"SSM GetParameter {self.cfg.secret}"
-        answer = self.retry(what, lambda: signed(self.ssm + "/", "ssm", self.cfg.region, keys, headers, body))
+        call = functools.partial(signed, self.ssm + "/", "ssm", self.cfg.region, keys, headers, body)
+        answer = self.retry(what, call)
         del keys
         _expect(answer, what)
         value: str = answer.json()["Parameter"]["Value"]
@@ -148,9 +150,14 @@ class AwsCloud:
         keys = self._keys()
         what = "autoscaling CompleteLifecycleAction"
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-        answer = self.retry(what, lambda: signed(self.autoscaling + "/", "autoscaling", self.cfg.region, keys,
-                                                 headers, form))
+        call = functools.partial(signed, self.autoscaling + "/", "autoscaling", self.cfg.region, keys, headers, form)
+        answer = self.retry(what, call)
+        del keys
+        if answer.status == 400 and b"No active Lifecycle Action" in answer.body:
+            log.info("no termination lifecycle action is pending for %s", instance_id)
+            return
         _expect(answer, what)
+        log.info("completed lifecycle action %s for %s: CONTINUE", self.cfg.lifecycle_hook, instance_id)
 
     # --- ghost sweep --------------------------------------------------------
 

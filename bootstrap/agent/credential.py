@@ -9,6 +9,7 @@ never a file on disk nor an argument.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import subprocess
@@ -83,7 +84,7 @@ def github_token(secret: str, where: str, api_url: str, retry: Retry) -> str:
     }
     url = f"{api_url}/app/installations/{installation}/access_tokens"
     what = f"GitHub App installation token (installation {installation})"
-    answer = retry(what, lambda: fetch("POST", url, headers=headers, data=b"{}"))
+    answer = retry(what, functools.partial(fetch, "POST", url, headers=headers, data=b"{}"))
     del jwt, headers
     if answer.status != 201:
         raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())

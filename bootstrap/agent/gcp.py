@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import urllib.parse
 
 from .config import Config, endpoint
@@ -35,7 +36,7 @@ class GcpCloud:
         token = self._access_token()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         data = b"" if method == "POST" else None
-        answer = self.retry(what, lambda: fetch(method, url, headers=headers, data=data))
+        answer = self.retry(what, functools.partial(fetch, method, url, headers=headers, data=data))
         del token, headers
         _expect(answer, what)
         return answer

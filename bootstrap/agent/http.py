@@ -73,7 +73,7 @@ def fetch(
     direct: bool = False,
 ) -> Response:
     """One attempt. `direct` bypasses proxies (metadata endpoints are link-local)."""
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) endpoints from config
     request.add_header("User-Agent", USER_AGENT)
     for name, value in (headers or {}).items():
         request.add_header(name, value)

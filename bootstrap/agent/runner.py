@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
@@ -102,7 +103,7 @@ def _download(url: str, out: Any) -> Response:
     out.seek(0)
     out.truncate()
     digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "gh-runners-agent"})
+    request = urllib.request.Request(url, headers={"User-Agent": "gh-runners-agent"})  # noqa: S310 - release URL
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - https URL from the release
             while chunk := answer.read(1 << 20):
@@ -210,7 +211,5 @@ def stop(proc: subprocess.Popen[bytes], grace: float) -> int:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -1,0 +1,219 @@
+"""Render a pool's cloud-init user data: the same document for AWS and GCP.
+
+It carries only non-secret configuration (user data is readable by anyone who
+can describe the instance): where the credential lives, not the credential.
+It writes
+
+* /opt/gh-runners/agent.pyz  the VM agent as a zipapp (stored zip, then
+  gzip+base64 by cloud-init's `gz+b64` encoding: one compression pass over all
+  modules keeps AWS's 16 KB user data limit within reach);
+* /etc/gh-runners/config.json  what the agent needs to know;
+* /etc/gh-runners/setup.sh  the pool's setup script (root only), if any;
+* gh-runners-agent.service, started once cloud-init's final stage is done.
+
+Same inputs give the same bytes (fixed zip timestamps, gzip mtime 0, sorted
+keys), so an unchanged pool never shows a user data diff.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import gzip
+import io
+import json
+import tokenize
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schema.models import AwsPool, GcpPool, GitHubTarget
+
+AGENT_DIR = Path(__file__).resolve().parent / "agent"
+AGENT_PACKAGE = "gh_runners_agent"
+AGENT_PATH = "/opt/gh-runners/agent.pyz"
+CONFIG_PATH = "/etc/gh-runners/config.json"
+SETUP_PATH = "/etc/gh-runners/setup.sh"
+UNIT_NAME = "gh-runners-agent.service"
+RUNNER_USER = "runner"
+AWS_USER_DATA_LIMIT = 16384
+DEFAULT_DRAIN_SECONDS = 3000  # 50 minutes: inside the 1 hour default of an ASG lifecycle hook
+REQUIRED_LOCATION = {
+    "aws": ("cloud", "secret", "region", "group", "lifecycle_hook"),
+    "gcp": ("cloud", "secret", "region", "group", "project"),
+}
+CREDENTIAL_STORE = {"aws": "aws-ssm-parameter", "gcp": "gcp-secret-manager"}
+
+
+def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int]) -> str:
+    """The `#cloud-config` document for `pool`'s VMs."""
+    cloud = str(location.get("cloud", ""))
+    if cloud != pool.provider:
+        raise ValueError(f"location cloud {cloud!r} does not match pool {pool.name}'s provider {pool.provider!r}")
+    missing = [key for key in REQUIRED_LOCATION[cloud] if location.get(key) in (None, "")]
+    if missing:
+        raise ValueError(f"location for pool {pool.name} lacks {', '.join(missing)}")
+    drain = int(location.get("drain_seconds", DEFAULT_DRAIN_SECONDS))
+
+    files: list[dict[str, Any]] = [
+        {
+            "path": AGENT_PATH,
+            "owner": "root:root",
+            "permissions": "0644",
+            "encoding": "gz+b64",
+            "content": base64.b64encode(gzip.compress(agent_zipapp(), compresslevel=9, mtime=0)).decode(),
+        },
+        {
+            "path": CONFIG_PATH,
+            "owner": "root:root",
+            "permissions": "0644",
+            "content": json.dumps(agent_config(pool, github, location, drain), indent=2, sort_keys=True) + "\n",
+        },
+    ]
+    if pool.setup_script:
+        files.append({"path": SETUP_PATH, "owner": "root:root", "permissions": "0700",
+                      "content": setup_script(pool.setup_script)})
+    files.append({"path": f"/etc/systemd/system/{UNIT_NAME}", "owner": "root:root", "permissions": "0644",
+                  "content": systemd_unit(pool, drain)})
+
+    user: dict[str, Any] = {
+        "name": RUNNER_USER,
+        "gecos": "GitHub Actions runner",
+        "shell": "/bin/bash",
+        "lock_passwd": True,
+    }
+    if pool.docker:
+        user["groups"] = ["docker"]  # Docker access is root access: only when the pool asks for it
+    if pool.sudo:
+        user["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
+
+    doc: dict[str, Any] = {"users": ["default", user]}
+    if pool.docker:
+        doc["packages"] = ["docker.io"]
+    doc["write_files"] = files
+    # The unit orders itself after cloud-final, so --no-block: a blocking start
+    # from inside cloud-final would wait for itself.
+    doc["runcmd"] = [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", UNIT_NAME],
+        ["systemctl", "start", "--no-block", UNIT_NAME],
+    ]
+    header = f"#cloud-config\n# gh-runners pool {pool.name} ({cloud}): non-secret configuration only.\n"
+    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=1 << 20, allow_unicode=True)
+
+
+def agent_config(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int],
+                 drain: int) -> dict[str, Any]:
+    """/etc/gh-runners/config.json (read by bootstrap/agent/config.py)."""
+    cloud = str(location["cloud"])
+    return {
+        "pool": pool.name,
+        "cloud": cloud,
+        "labels": pool.all_labels,
+        "github": {"scope": github.scope, "target": github.target, "api_url": github.api_url,
+                   "web_url": github.web_url},
+        "runner_group": pool.group_name,
+        "ephemeral": pool.ephemeral,
+        "runner": {"version": pool.runner_version, "arch": pool.arch},
+        "credential": {"store": CREDENTIAL_STORE[cloud], "name": str(location["secret"])},
+        "docker": pool.docker,
+        "sudo": pool.sudo,
+        "setup_script": SETUP_PATH if pool.setup_script else "",
+        "drain_seconds": drain,
+        "location": {key: location[key] for key in sorted(location)},
+    }
+
+
+def setup_script(script: str) -> str:
+    """The pool's script as written, with a bash shebang if it has none."""
+    body = script if script.endswith("\n") else script + "\n"
+    return body if body.startswith("#!") else "#!/bin/bash\n" + body
+
+
+def systemd_unit(pool: AwsPool | GcpPool, drain: int) -> str:
+    after = "network-online.target cloud-final.service" + (" docker.service" if pool.docker else "")
+    return f"""[Unit]
+Description=gh-runners agent: GitHub Actions runner of pool {pool.name}
+Wants=network-online.target
+After={after}
+StartLimitIntervalSec=0
+
+[Service]
+Type=exec
+ExecStart=/usr/bin/python3 -I {AGENT_PATH}
+# SIGTERM to the agent only: it drains the runner (its own process group)
+# before stopping it; systemd kills what is left after TimeoutStopSec.
+KillMode=mixed
+KillSignal=SIGTERM
+TimeoutStopSec={drain + 600}
+Restart=on-failure
+RestartSec=30
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=gh-runners-agent
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+# --- the agent bundle -------------------------------------------------------------
+
+
+def agent_zipapp() -> bytes:
+    """The agent package as a zipapp: `python3 agent.pyz` runs its main()."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as bundle:
+        def add(name: str, text: str) -> None:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            bundle.writestr(info, text)
+
+        add("__main__.py", f"import sys\n\nfrom {AGENT_PACKAGE}.main import main\n\nsys.exit(main())\n")
+        for path in sorted(AGENT_DIR.glob("*.py")):
+            if path.name != "__main__.py":
+                add(f"{AGENT_PACKAGE}/{path.name}", minify(path.read_text(encoding="utf-8")))
+    return buf.getvalue()
+
+
+def minify(source: str) -> str:
+    """Drop comments, docstrings and blank lines: the bundle is for the VM, the repo keeps them.
+
+    Docstrings are found with `ast` and comments with `tokenize`, so a `#`
+    inside a string is left alone. The tests run the minified bundle.
+    """
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()  # 1-based line numbers
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str) and first.end_lineno is not None:
+                drop.update(range(first.lineno, first.end_lineno + 1))
+                if len(node.body) == 1:  # the block must not end up empty
+                    lines[first.lineno - 1] = " " * first.col_offset + "pass\n"
+                    drop.discard(first.lineno)
+    inside_strings: set[int] = set()  # blank lines there are part of a value
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        (row, col), end_row = token.start, token.end[0]
+        if token.type == tokenize.COMMENT:
+            lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
+        elif end_row > row and token.type != tokenize.NL:
+            inside_strings.update(range(row + 1, end_row + 1))
+    return "".join(line for number, line in enumerate(lines, start=1)
+                   if number not in drop and (line.strip() or number in inside_strings))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Literal blocks for multi-line strings, so the unit and script stay readable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)

@@ -1,0 +1,98 @@
+"""GCP credential and identity: the Secret Manager secret and the one service account that may read it."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from providers.base import Identity
+from providers.gcp import GcpNames
+from providers.naming import part
+from schema.models import GcpPool
+
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+# The agent's own logs and metrics: write-only roles, no read access to anything.
+PROJECT_ROLES = {"logs": "roles/logging.logWriter", "metrics": "roles/monitoring.metricWriter"}
+# regionInstanceGroupManagers.listManagedInstances (the ghost sweep) is authorised
+# by this one permission on the group. Compute Engine has no IAM policy on a single
+# instance group manager, so a project-level custom role holding only this
+# read permission is the narrowest grant there is.
+GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get"]
+
+
+def build_identity(
+    pool: GcpPool,
+    project: str,
+    region: str,
+    names: GcpNames,
+    credential: pulumi.Output[str],
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> Identity:
+    name = pool.name
+    secret = gcp.secretmanager.Secret(
+        part(name, "secret"),
+        secret_id=names.secret_id,
+        project=project,
+        # User-managed replication in the pool's region: the credential stays
+        # where its VMs run, and projects under a resource-location org policy
+        # (which rejects automatic, global replication) can still create it.
+        replication=gcp.secretmanager.SecretReplicationArgs(
+            user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+                replicas=[gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=region)]
+            )
+        ),
+        labels=labels,
+        opts=opts,
+    )
+    gcp.secretmanager.SecretVersion(
+        part(name, "credential"),
+        secret=secret.id,
+        secret_data=credential,  # a Pulumi secret: encrypted in state, never shown
+        opts=opts,
+    )
+    account = gcp.serviceaccount.Account(
+        part(name, "sa"),
+        account_id=names.account_id,
+        project=project,
+        display_name=f"gh-runners pool {name}",
+        description="Runner VMs of one gh-runners pool: reads its own GitHub credential, lists its own group.",
+        opts=opts,
+    )
+    member = account.email.apply(lambda email: f"serviceAccount:{email}")
+    grants: list[pulumi.CustomResource] = [
+        gcp.secretmanager.SecretIamMember(
+            part(name, "sa-secret"),
+            secret_id=secret.id,
+            project=project,
+            role=SECRET_ACCESSOR,
+            member=member,
+            opts=opts,
+        )
+    ]
+    for key, role in PROJECT_ROLES.items():
+        grants.append(
+            gcp.projects.IAMMember(part(name, f"sa-{key}"), project=project, role=role, member=member, opts=opts)
+        )
+    reader = gcp.projects.IAMCustomRole(
+        part(name, "group-role"),
+        role_id=names.role_id,
+        project=project,
+        title=f"gh-runners {name} group reader",
+        description="Read managed instance groups (listManagedInstances) for the gh-runners ghost sweep.",
+        permissions=GROUP_READ_PERMISSIONS,
+        opts=opts,
+    )
+    grants.append(
+        gcp.projects.IAMMember(
+            part(name, "sa-group"),
+            project=project,
+            role=pulumi.Output.concat("projects/", project, "/roles/", reader.role_id),
+            member=member,
+            opts=opts,
+        )
+    )
+    # The VMs take the account through this output: it resolves only once every
+    # grant exists, so no VM boots before it may read its credential.
+    ready = pulumi.Output.all(account.email, *[grant.id for grant in grants]).apply(lambda values: str(values[0]))
+    return Identity(principal=account.email, instance_identity=ready, secret_id=secret.id)

@@ -1,0 +1,129 @@
+"""GCP network: a private VPC with Cloud NAT (or the pool's own network), and firewall rules.
+
+Runner VMs never get an external address: they reach GitHub through Cloud
+NAT, and nothing reaches them except, when the pool asks for it, SSH from
+Identity-Aware Proxy.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pulumi_gcp as gcp
+
+from providers.base import Network
+from providers.naming import part
+from schema.models import GcpPool
+
+# Identity-Aware Proxy's TCP forwarding connects from this range only
+# (https://cloud.google.com/iap/docs/using-tcp-forwarding).
+IAP_RANGE = "35.235.240.0/20"
+# The explicit deny sits just above GCP's implied deny (65535): any allow rule
+# of ours (priority 1000) wins over it, and it makes the intent visible in audits.
+DENY_PRIORITY = 65534
+ALLOW_PRIORITY = 1000
+_PROJECT_IN_LINK = re.compile(r"projects/([^/]+)/global/networks/")
+
+
+def build_network(pool: GcpPool, region: str, tag: str, opts: pulumi.ResourceOptions) -> Network:
+    name = pool.name
+    nat = not pool.network.existing
+    if nat:
+        network, subnetwork = _created_network(pool, region, opts)
+        network_ref: pulumi.Input[str] = network.self_link
+        subnet_ref: pulumi.Input[str] = subnetwork.self_link
+        firewall_project: str | None = None
+    else:
+        network_ref = pool.network.network or ""
+        subnet_ref = pool.network.subnetwork or ""
+        # A Shared VPC network is named by its self link in the host project:
+        # its firewall rules must live there too.
+        host = _PROJECT_IN_LINK.search(network_ref)
+        firewall_project = host.group(1) if host else None
+
+    rules = [
+        gcp.compute.Firewall(
+            part(name, "deny-all"),
+            description=f"gh-runners pool {name}: no inbound traffic to runner VMs",
+            network=network_ref,
+            project=firewall_project,
+            direction="INGRESS",
+            priority=DENY_PRIORITY,
+            denies=[gcp.compute.FirewallDenyArgs(protocol="all")],
+            source_ranges=["0.0.0.0/0"],
+            target_tags=[tag],
+            opts=opts,
+        )
+    ]
+    if pool.iap_ssh:
+        rules.append(
+            gcp.compute.Firewall(
+                part(name, "iap-ssh"),
+                description=f"gh-runners pool {name}: SSH through Identity-Aware Proxy only",
+                network=network_ref,
+                project=firewall_project,
+                direction="INGRESS",
+                priority=ALLOW_PRIORITY,
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22"])],
+                source_ranges=[IAP_RANGE],
+                target_tags=[tag],
+                opts=opts,
+            )
+        )
+    return Network(
+        subnet_ids=pulumi.Output.from_input(subnet_ref).apply(lambda link: [link]),
+        firewall_ids=pulumi.Output.all(*[rule.id for rule in rules]),
+        public_ip=False,
+        nat=nat,
+    )
+
+
+def _created_network(
+    pool: GcpPool, region: str, opts: pulumi.ResourceOptions
+) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
+    name = pool.name
+    network = gcp.compute.Network(
+        part(name, "vpc"),
+        description=f"gh-runners pool {name}",
+        auto_create_subnetworks=False,
+        routing_mode="REGIONAL",
+        opts=opts,
+    )
+    subnetwork = gcp.compute.Subnetwork(
+        part(name, "subnet"),
+        description=f"gh-runners pool {name}",
+        network=network.id,
+        region=region,
+        ip_cidr_range=pool.network.cidr,
+        stack_type="IPV4_ONLY",
+        # Google APIs (Secret Manager, Logging) over Google's network, without NAT.
+        private_ip_google_access=True,
+        opts=opts,
+    )
+    router = gcp.compute.Router(
+        part(name, "router"),
+        description=f"gh-runners pool {name}: Cloud NAT for runner VMs without external IPs",
+        network=network.id,
+        region=region,
+        opts=opts,
+    )
+    gcp.compute.RouterNat(
+        part(name, "nat"),
+        router=router.name,
+        region=region,
+        nat_ip_allocate_option="AUTO_ONLY",
+        source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
+        subnetworks=[
+            gcp.compute.RouterNatSubnetworkArgs(name=subnetwork.id, source_ip_ranges_to_nats=["ALL_IP_RANGES"])
+        ],
+        # Busy runners open many connections (docker pulls, package mirrors):
+        # let a VM grow its port allocation instead of failing to connect.
+        enable_dynamic_port_allocation=True,
+        enable_endpoint_independent_mapping=False,  # dynamic allocation requires it off
+        min_ports_per_vm=64,
+        max_ports_per_vm=4096,
+        log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+        opts=opts,
+    )
+    return network, subnetwork

@@ -1,0 +1,52 @@
+"""The shared backend contract, for AWS."""
+
+from __future__ import annotations
+
+from plan.engine import Recording
+from tests.providers.contract import BackendContract
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+class TestAwsContract(BackendContract):
+    files = {
+        "public": "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n  - {name: codex, provider: aws, spot: true}\n",
+        "private-org": (
+            "version: 1\ngithub: {organization: acme}\npools:\n"
+            "  - {name: build, provider: aws, runner_group: ci, network: {private: true}, size: {min: 1, max: 3}}\n"
+            "  - {name: arm, provider: aws, region: us-west-2, arch: arm64, ephemeral: false,\n"
+            "     network: {vpc_id: vpc-0123456789abcdef0, subnet_ids: [subnet-0123456789abcdef0]}}\n"
+        ),
+    }
+
+    def ingress_sources(self, recording: Recording) -> list[str]:
+        sources: list[str] = []
+        for group in recording.of_type("aws:ec2/securityGroup:SecurityGroup"):
+            for rule in group.inputs.get("ingress", []):
+                sources += rule.get("cidrBlocks", []) + rule.get("ipv6CidrBlocks", [])
+        for rule in recording.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+            sources += [rule.inputs.get("cidrIpv4", ""), rule.inputs.get("cidrIpv6", "")]
+        return sources
+
+    def disk_encryption(self, recording: Recording) -> list[bool]:
+        return [
+            mapping.get("ebs", {}).get("encrypted") == "true"
+            for template in recording.of_type(LAUNCH_TEMPLATE)
+            for mapping in template.inputs.get("blockDeviceMappings", [])
+        ]
+
+    def metadata_protected(self, recording: Recording) -> list[bool]:
+        return [
+            template.inputs.get("metadataOptions", {}).get("httpTokens") == "required"
+            and template.inputs["metadataOptions"].get("httpPutResponseHopLimit") == 1
+            for template in recording.of_type(LAUNCH_TEMPLATE)
+        ]
+
+    def min_healthy_percent(self, recording: Recording) -> list[float]:
+        found = []
+        for group in recording.of_type("aws:autoscaling/group:Group"):
+            refresh = group.inputs["instanceRefresh"]
+            assert refresh["strategy"] == "Rolling"
+            found.append(refresh["preferences"]["minHealthyPercentage"])
+            found.append(group.inputs["instanceMaintenancePolicy"]["minHealthyPercentage"])
+        return found

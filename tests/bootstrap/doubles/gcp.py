@@ -1,0 +1,392 @@
+"""Google Cloud doubles: metadata server, Secret Manager, Compute (MIG listing).
+
+Three loopback servers sharing one :class:`GcpState`, because the real services
+share identity: the metadata server issues the VM service account's access
+token, and Secret Manager / Compute only accept that token, and only for the
+resources the service account was granted (``accessors`` / ``readers``).
+
+* Metadata (``metadata.url`` stands for ``http://metadata.google.internal``):
+  ``/computeMetadata/v1/...`` — requires ``Metadata-Flavor: Google`` (403
+  otherwise, also for requests carrying ``X-Forwarded-For``), answers with that
+  header, supports ``?alt=json``, ``?recursive=true`` on directories and
+  ``?wait_for_change=true`` (ETag/``last_etag``/``timeout_sec``) on values.
+* Secret Manager (``secretmanager.url`` stands for
+  ``https://secretmanager.googleapis.com``): ``GET /v1/projects/{p}/secrets/{s}/versions/{v}:access``.
+* Compute (``compute.url`` stands for ``https://compute.googleapis.com``):
+  ``POST /compute/v1/projects/{p}/regions/{r}/instanceGroupManagers/{m}/listManagedInstances``.
+
+Secret Manager and Compute responses are validated against Google's discovery
+documents (``tests/bootstrap/openapi/gcp-subset.json``), query parameters too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._http import HttpDouble, Request, Response
+from .schema import DiscoveryApi, load_gcp
+
+METADATA_PREFIX = "/computeMetadata/v1/"
+SCOPE_CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), what Secret Manager reports as ``dataCrc32c``."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _google_error(code: int, status: str, message: str, reason: str | None = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if reason:  # Compute also lists errors[] with a reason
+        err["errors"] = [{"message": message, "domain": "global", "reason": reason}]
+    return Response(code, {"error": err}, content_type="application/json; charset=UTF-8")
+
+
+@dataclass
+class Secret:
+    versions: list[bytes]
+    accessors: set[str]  # service account emails with secretmanager.versions.access
+
+
+@dataclass
+class ManagedInstance:
+    name: str
+    zone: str
+    id: str = field(default_factory=lambda: str(secrets.randbelow(10**18) + 10**18))
+    status: str = "RUNNING"
+    action: str = "NONE"
+
+
+@dataclass
+class Mig:
+    """A regional managed instance group, as listManagedInstances shows it."""
+
+    project: str
+    region: str
+    name: str
+    readers: set[str]  # service account emails with compute.instanceGroupManagers.get
+    instances: list[ManagedInstance] = field(default_factory=list)
+    template: str = "pool-template"
+
+    def add_instance(self, name: str, zone: str | None = None, **kw: Any) -> ManagedInstance:
+        inst = ManagedInstance(name, zone or f"{self.region}-a", **kw)
+        self.instances.append(inst)
+        return inst
+
+    def remove_instance(self, name: str) -> None:
+        self.instances = [i for i in self.instances if i.name != name]
+
+
+@dataclass
+class GcpState:
+    """The VM the agent runs on, its project, and what its identity may read."""
+
+    project_id: str = "gh-runners-test"
+    project_number: str = "123456789012"
+    instance_name: str = "pool-x64-abcd"
+    instance_id: str = "4520031799277581759"
+    zone: str = "us-central1-a"
+    machine_type: str = "e2-standard-2"
+    service_account: str = "pool-x64@gh-runners-test.iam.gserviceaccount.com"
+    scopes: list[str] = field(default_factory=lambda: [SCOPE_CLOUD_PLATFORM])
+    attributes: dict[str, str] = field(default_factory=dict)
+    project_attributes: dict[str, str] = field(default_factory=dict)
+    preempted: bool = False
+    maintenance_event: str = "NONE"
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (email, expiry)
+    secrets: dict[tuple[str, str], Secret] = field(default_factory=dict)
+    migs: dict[tuple[str, str, str], Mig] = field(default_factory=dict)
+    token_lifetime: int = 3599
+
+    @property
+    def region(self) -> str:
+        return self.zone.rsplit("-", 1)[0]
+
+    def project_matches(self, project: str) -> bool:
+        return project in (self.project_id, self.project_number)
+
+    def token_owner(self, req: Request) -> str | Response:
+        """The service account behind the request's bearer token, or the 401 to send."""
+        scheme, _, token = (req.header("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return _google_error(401, "UNAUTHENTICATED", "Request is missing required authentication credential. "
+                                 "Expected OAuth 2 access token, login cookie or other valid authentication "
+                                 "credential.")
+        owner = self.tokens.get(token.strip())
+        if owner is None or owner[1] <= time.time():
+            return _google_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. "
+                                 "Expected OAuth 2 access token, login cookie or other valid authentication "
+                                 "credential.")
+        return owner[0]
+
+
+class MetadataDouble(HttpDouble):
+    """The GCE metadata server (see the module docstring)."""
+
+    name = "gce-metadata"
+
+    def __init__(self, state: GcpState) -> None:
+        super().__init__()
+        self.state = state
+
+    def fault_body(self, status: int) -> Any:
+        return f"injected {status}"
+
+    def _tree(self) -> dict[str, Any]:
+        s = self.state
+        sa = {"email": s.service_account, "scopes": "\n".join(s.scopes) + "\n", "aliases": "default\n"}
+        return {
+            "instance": {
+                "id": s.instance_id, "name": s.instance_name, "hostname": f"{s.instance_name}.{s.zone}.c.{s.project_id}.internal",
+                "zone": f"projects/{s.project_number}/zones/{s.zone}",
+                "machine-type": f"projects/{s.project_number}/machineTypes/{s.machine_type}",
+                "attributes": dict(s.attributes), "preempted": "TRUE" if s.preempted else "FALSE",
+                "maintenance-event": s.maintenance_event,
+                "service-accounts": {"default": sa, s.service_account: sa},
+            },
+            "project": {"project-id": s.project_id, "numeric-project-id": s.project_number,
+                        "attributes": dict(s.project_attributes)},
+        }
+
+    def _lookup(self, parts: list[str]) -> Any:
+        node: Any = self._tree()
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def handle(self, req: Request) -> Response:
+        headers = {"Metadata-Flavor": "Google", "Server": "Metadata Server for VM"}
+        if req.header("x-forwarded-for") is not None:
+            return Response(403, "Forbidden: X-Forwarded-For header not allowed", headers, "text/html")
+        if req.header("metadata-flavor") != "Google":
+            # Checked before the path: the real server refuses every flavourless request.
+            return Response(403, "Missing Metadata-Flavor:Google header.", headers, "text/html")
+        if not req.path.startswith(METADATA_PREFIX) or req.method != "GET":
+            return Response(404, "Not Found", headers, "text/html")
+        rel = req.path[len(METADATA_PREFIX):]
+        if rel.startswith("instance/service-accounts/") and rel.endswith("/token"):
+            return self._token(rel, headers)
+        parts = [p for p in rel.split("/") if p]
+        q = {k: v[0] for k, v in req.query.items()}
+        with self._cond:
+            value = self._lookup(parts)
+            if value is None:
+                return Response(404, "Not Found", headers, "text/html")
+            if isinstance(value, dict):
+                if not rel.endswith("/") and rel:
+                    return Response(301, "", {**headers, "Location": req.path + "/"}, "text/html")
+                if q.get("recursive") == "true" or q.get("alt") == "json":
+                    return Response(200, _camel(value) if q.get("recursive") == "true" else list(value), headers,
+                                    "application/json")
+                listing = "".join(f"{k}/\n" if isinstance(v, dict) else f"{k}\n" for k, v in value.items())
+                return Response(200, listing, headers, "application/text")
+            if q.get("wait_for_change") == "true":
+                value = self._wait_for_change(parts, value, q)
+            etag = hashlib.sha1(str(value).encode()).hexdigest()[:16]
+            body = json.dumps(value) if q.get("alt") == "json" else value
+            return Response(200, body, {**headers, "ETag": etag}, "application/text")
+
+    def _wait_for_change(self, parts: list[str], value: Any, q: dict[str, str]) -> Any:
+        """Hang until the value's ETag differs from ``last_etag`` (or from now)."""
+        start_etag = q.get("last_etag") or hashlib.sha1(str(value).encode()).hexdigest()[:16]
+        deadline = time.monotonic() + float(q.get("timeout_sec", 60))
+        release = self._release  # set when the test ends: do not hang past it
+        while hashlib.sha1(str(value).encode()).hexdigest()[:16] == start_etag:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or release.is_set():
+                break
+            self._cond.wait(remaining)
+            value = self._lookup(parts)
+        return value
+
+    def _token(self, rel: str, headers: dict[str, str]) -> Response:
+        account = rel.split("/")[2]
+        s = self.state
+        if account not in ("default", s.service_account):
+            return Response(404, "Not Found", headers, "text/html")
+        token = "ya29.c." + secrets.token_urlsafe(48)
+        with self._cond:
+            s.tokens[token] = (s.service_account, time.time() + s.token_lifetime)
+        return Response(200, {"access_token": token, "expires_in": s.token_lifetime, "token_type": "Bearer"},
+                        headers, "application/json")
+
+    def preempt(self) -> None:
+        """Mark the instance preempted (``instance/preempted`` turns TRUE, waiters wake)."""
+        with self._cond:
+            self.state.preempted = True
+            self.changed()
+
+
+def _camel(tree: dict[str, Any]) -> dict[str, Any]:
+    """``?recursive=true`` answers use camelCase keys for directory entries (except attributes)."""
+    def conv(key: str) -> str:
+        head, *rest = key.split("-")
+        return head + "".join(p.title() for p in rest)
+    # Attribute names and service account emails are data, not directory names: kept as is.
+    return {k if k == "attributes" or "@" in k else conv(k):
+            (v if k == "attributes" or not isinstance(v, dict) else _camel(v)) for k, v in tree.items()}
+
+
+class _GoogleApiDouble(HttpDouble):
+    """Shared request checks for Secret Manager and Compute."""
+
+    api_name = ""
+
+    def __init__(self, state: GcpState, api: DiscoveryApi) -> None:
+        super().__init__()
+        self.state = state
+        self.api = api
+
+    def fault_body(self, status: int) -> Any:
+        return {"error": {"code": status, "message": "The service is currently unavailable.",
+                          "status": "UNAVAILABLE" if status == 503 else "INTERNAL"}}
+
+    def served(self, req: Request, method_id: str, resp: Response) -> Response:
+        if resp.status == 200:
+            for problem in self.api.response_errors(method_id, resp.body):
+                self.violate(f"{self.name} response to {req.path} breaks {method_id}: {problem}")
+        return resp
+
+    def check_query(self, req: Request, method_id: str) -> None:
+        for problem in self.api.check_query(method_id, req.query):
+            self.violate(f"{req.method} {req.path}: {problem}")
+
+
+class SecretManagerDouble(_GoogleApiDouble):
+    """Secret Manager v1 ``versions.access``."""
+
+    name = "secretmanager"
+    _PATH = re.compile(r"^/v1/projects/([^/]+)/secrets/([^/]+)/versions/([^/:]+):access$")
+
+    def handle(self, req: Request) -> Response:
+        method_id = "projects.secrets.versions.access"
+        m = self._PATH.match(req.path)
+        if m is None or req.method != "GET":
+            self.violate(f"{req.method} {req.path}: not a Secret Manager call the double knows")
+            return _google_error(404, "NOT_FOUND", "Requested entity was not found.")
+        self.check_query(req, method_id)
+        project, name, version = m.groups()
+        with self._cond:
+            owner = self.state.token_owner(req)
+            if isinstance(owner, Response):
+                return owner
+            resource = f"projects/{project}/secrets/{name}/versions/{version}"
+            secret = self.state.secrets.get((self.state.project_id, name))
+            if not self.state.project_matches(project) or secret is None or owner not in secret.accessors:
+                # Secret Manager does not reveal whether a secret you may not read exists.
+                if secret is None and self.state.project_matches(project):
+                    return _google_error(404, "NOT_FOUND", f"Secret [projects/{self.state.project_number}/"
+                                         f"secrets/{name}] not found or has no versions.")
+                return _google_error(403, "PERMISSION_DENIED", f"Permission 'secretmanager.versions.access' "
+                                     f"denied for resource '{resource}' (or it may not exist).")
+            number = len(secret.versions) if version == "latest" else int(version) if version.isdigit() else 0
+            if not 1 <= number <= len(secret.versions):
+                return _google_error(404, "NOT_FOUND", f"Secret Version [{resource}] not found.")
+            data = secret.versions[number - 1]
+        body = {"name": f"projects/{self.state.project_number}/secrets/{name}/versions/{number}",
+                "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(crc32c(data))}}
+        return self.served(req, method_id, Response(200, body, content_type="application/json; charset=UTF-8"))
+
+
+class ComputeDouble(_GoogleApiDouble):
+    """Compute v1 ``regionInstanceGroupManagers.listManagedInstances`` (read-only)."""
+
+    name = "compute"
+    _PATH = re.compile(
+        r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/instanceGroupManagers/([^/]+)/listManagedInstances$")
+
+    def handle(self, req: Request) -> Response:
+        method_id = "regionInstanceGroupManagers.listManagedInstances"
+        m = self._PATH.match(req.path)
+        if m is None or req.method != "POST":
+            self.violate(f"{req.method} {req.path}: not a Compute call the double knows (read-only listing only)")
+            return _google_error(404, "NOT_FOUND", "Not Found", "notFound")
+        self.check_query(req, method_id)
+        project, region, name = m.groups()
+        with self._cond:
+            owner = self.state.token_owner(req)
+            if isinstance(owner, Response):
+                return owner
+            resource = f"projects/{project}/regions/{region}/instanceGroupManagers/{name}"
+            mig = self.state.migs.get((self.state.project_id, region, name)) if self.state.project_matches(
+                project) else None
+            if mig is None:
+                return _google_error(404, "NOT_FOUND", f"The resource '{resource}' was not found", "notFound")
+            if owner not in mig.readers:
+                return _google_error(403, "PERMISSION_DENIED", f"Required 'compute.instanceGroupManagers.get' "
+                                     f"permission for '{resource}'", "forbidden")
+            items = [{
+                "instance": f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/zones/"
+                            f"{i.zone}/instances/{i.name}",
+                "id": i.id, "name": i.name, "instanceStatus": i.status, "currentAction": i.action,
+                "version": {"instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/"
+                                                f"{self.state.project_id}/global/instanceTemplates/{mig.template}"},
+            } for i in mig.instances]
+        size = int((req.query.get("maxResults") or ["500"])[0])
+        start = int((req.query.get("pageToken") or ["0"])[0] or 0)
+        body: dict[str, Any] = {"managedInstances": items[start:start + size]} if items else {}
+        if start + size < len(items):
+            body["nextPageToken"] = str(start + size)
+        return self.served(req, method_id, Response(200, body, content_type="application/json; charset=UTF-8"))
+
+
+class GcpDoubles:
+    """The three GCP servers plus their shared state; one object for fixtures."""
+
+    def __init__(self) -> None:
+        apis = load_gcp()
+        self.state = GcpState()
+        self.metadata = MetadataDouble(self.state)
+        self.secretmanager = SecretManagerDouble(self.state, apis["secretmanager.v1"])
+        self.compute = ComputeDouble(self.state, apis["compute.v1"])
+
+    @property
+    def servers(self) -> tuple[HttpDouble, ...]:
+        return (self.metadata, self.secretmanager, self.compute)
+
+    def start(self) -> GcpDoubles:
+        for server in self.servers:
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def reset(self) -> None:
+        for server in self.servers:
+            server.reset()
+        fresh = GcpState()
+        self.state.__dict__.update(fresh.__dict__)  # servers keep their reference to one state object
+
+    @property
+    def violations(self) -> list[str]:
+        return [v for server in self.servers for v in server.violations]
+
+    def add_secret(self, name: str, value: bytes | str, *, accessors: set[str] | None = None) -> Secret:
+        """A secret in the VM's project readable by ``accessors`` (default: the VM's SA)."""
+        data = value.encode() if isinstance(value, str) else value
+        secret = Secret([data], set(accessors) if accessors is not None else {self.state.service_account})
+        self.state.secrets[(self.state.project_id, name)] = secret
+        return secret
+
+    def add_mig(self, name: str, *, region: str | None = None, readers: set[str] | None = None) -> Mig:
+        """A regional MIG in the VM's project, listable by ``readers`` (default: the VM's SA)."""
+        mig = Mig(self.state.project_id, region or self.state.region, name,
+                  set(readers) if readers is not None else {self.state.service_account})
+        self.state.migs[(mig.project, mig.region, name)] = mig
+        return mig

@@ -1,0 +1,100 @@
+"""The contract every backend's suite runs (libcloud's shared-test-mixin idea).
+
+A cloud's suite subclasses `BackendContract`, gives it runners.yaml files and
+the few extractors that differ per cloud; the assertions are the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from plan.engine import Recorded, Recording
+from tests.providers.harness import SENTINEL_KEY, SENTINEL_TOKEN, everything_shown, run_file
+
+POOL_TYPE = "ghrunners:index:RunnerPool"
+WORLD = {"0.0.0.0/0", "::/0"}
+# Stack-level, shared by pools: providers and the GitHub side.
+SHARED_PREFIXES = ("pulumi:providers:", "github:")
+
+
+class BackendContract:
+    files: ClassVar[dict[str, str]]  # name -> runners.yaml text; each pool in them is checked
+
+    # Cloud-specific extractors -------------------------------------------------
+    def ingress_sources(self, recording: Recording) -> list[str]:
+        raise NotImplementedError
+
+    def disk_encryption(self, recording: Recording) -> list[bool]:
+        raise NotImplementedError
+
+    def metadata_protected(self, recording: Recording) -> list[bool]:
+        raise NotImplementedError
+
+    def min_healthy_percent(self, recording: Recording) -> list[float]:
+        raise NotImplementedError
+
+    # The contract ----------------------------------------------------------------
+    @pytest.fixture(params=["pat", "app"])
+    def credential(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def recordings(self, tmp_path: Path, credential: str) -> dict[str, Recording]:
+        recordings = {}
+        for name, text in self.files.items():
+            folder = tmp_path / name
+            folder.mkdir()
+            recordings[name] = run_file(folder, text, app=credential == "app")
+        return recordings
+
+    def test_every_resource_is_parented_under_its_pool(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            pools = {r.urn: r for r in recording.resources if r.type == POOL_TYPE}
+            assert pools
+            under = {r.urn for urn in pools for r in recording.descendants_of(urn)}
+            for record in recording.resources:
+                if record.type == POOL_TYPE or record.type.startswith(SHARED_PREFIXES):
+                    continue
+                assert record.urn in under, f"{record.type} {record.name} is not under a RunnerPool"
+
+    def test_names_carry_the_pool_prefix(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            for pool in (r for r in recording.resources if r.type == POOL_TYPE):
+                for child in recording.descendants_of(pool.urn):
+                    assert child.name.startswith(f"{pool.name}-"), child.name
+
+    def test_no_ingress_from_anywhere(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            assert not WORLD & set(self.ingress_sources(recording))
+
+    def test_disks_are_encrypted(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            found = self.disk_encryption(recording)
+            assert found and all(found)
+
+    def test_instance_metadata_is_protected(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            found = self.metadata_protected(recording)
+            assert found and all(found)
+
+    def test_update_policy_never_drops_capacity(self, recordings: dict[str, Recording]) -> None:
+        for recording in recordings.values():
+            found = self.min_healthy_percent(recording)
+            assert found and min(found) >= 100
+
+    def test_credential_appears_only_as_a_secret(self, recordings: dict[str, Recording], credential: str) -> None:
+        sentinel = SENTINEL_TOKEN if credential == "pat" else SENTINEL_KEY.splitlines()[1]
+        for recording in recordings.values():
+            for text in everything_shown(recording):
+                assert sentinel not in text
+            stored = [r for r in recording.resources if _holds_secret(r, sentinel)]
+            assert stored, "the credential must reach the cloud secret store (as a Pulumi secret)"
+            for record in stored:
+                assert record.secret_paths, f"{record.type} {record.name} holds the credential without secrecy"
+
+
+def _holds_secret(record: Recorded, sentinel: str) -> bool:
+    return sentinel in repr(record.inputs)
