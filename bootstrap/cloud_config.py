@@ -64,7 +64,7 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
             "owner": "root:root",
             "permissions": "0644",
             "encoding": "gz+b64",
-            "content": base64.b64encode(gzip.compress(agent_zipapp(), compresslevel=9, mtime=0)).decode(),
+            "content": base64.b64encode(gzip.compress(agent_zipapp(cloud), compresslevel=9, mtime=0)).decode(),
         },
         {
             "path": CONFIG_PATH,
@@ -163,8 +163,13 @@ WantedBy=multi-user.target
 # --- the agent bundle -------------------------------------------------------------
 
 
-def agent_zipapp() -> bytes:
-    """The agent package as a zipapp: `python3 agent.pyz` runs its main()."""
+def agent_zipapp(cloud: str) -> bytes:
+    """The agent package as a zipapp: `python3 agent.pyz` runs its main().
+
+    Only `cloud`'s module goes in (the agent imports it lazily): the other
+    cloud's code would only cost user data bytes.
+    """
+    skip = {"__main__.py", *(f"{other}.py" for other in REQUIRED_LOCATION if other != cloud)}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as bundle:
         def add(name: str, text: str) -> None:
@@ -174,7 +179,7 @@ def agent_zipapp() -> bytes:
 
         add("__main__.py", f"import sys\n\nfrom {AGENT_PACKAGE}.main import main\n\nsys.exit(main())\n")
         for path in sorted(AGENT_DIR.glob("*.py")):
-            if path.name != "__main__.py":
+            if path.name not in skip:
                 add(f"{AGENT_PACKAGE}/{path.name}", minify(path.read_text(encoding="utf-8")))
     return buf.getvalue()
 
@@ -187,6 +192,7 @@ def minify(source: str) -> str:
     """
     lines = source.splitlines(keepends=True)
     drop: set[int] = set()  # 1-based line numbers
+    cuts: list[tuple[int, int, int]] = []  # (line, start col, end col) of function annotations
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
@@ -196,6 +202,20 @@ def minify(source: str) -> str:
                 if len(node.body) == 1:  # the block must not end up empty
                     lines[first.lineno - 1] = " " * first.col_offset + "pass\n"
                     drop.discard(first.lineno)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # Annotations are for mypy, not for the VM: `x: T` -> `x`, `) -> T:` -> `):`.
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None and arg.annotation is not None and arg.lineno == arg.annotation.end_lineno:
+                    cuts.append((arg.lineno, arg.col_offset + len(arg.arg), arg.annotation.end_col_offset or 0))
+            ret = node.returns
+            if ret is not None and ret.lineno == ret.end_lineno:
+                arrow = lines[ret.lineno - 1].rfind("->", 0, ret.col_offset)
+                if arrow >= 0:
+                    cuts.append((ret.lineno, arrow, ret.end_col_offset or 0))
+    for row, start, end in sorted(cuts, reverse=True):  # right to left keeps columns valid
+        line = lines[row - 1]
+        lines[row - 1] = line[:start].rstrip() + line[end:]
     inside_strings: set[int] = set()  # blank lines there are part of a value
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         (row, col), end_row = token.start, token.end[0]
@@ -203,8 +223,18 @@ def minify(source: str) -> str:
             lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
         elif end_row > row and token.type != tokenize.NL:
             inside_strings.update(range(row + 1, end_row + 1))
-    return "".join(line for number, line in enumerate(lines, start=1)
-                   if number not in drop and (line.strip() or number in inside_strings))
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if number in drop:
+            continue
+        if number in inside_strings:
+            out.append(line)
+        elif line.strip():
+            # One space per level of four: logical lines are indented in fours,
+            # continuation lines (inside brackets) may take any indentation.
+            depth = len(line) - len(line.lstrip(" "))
+            out.append(" " * ((depth + 3) // 4) + line[depth:])
+    return "".join(out)
 
 
 class _Dumper(yaml.SafeDumper):

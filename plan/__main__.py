@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", default="runners.yaml", help="runner pools file (default runners.yaml)")
     parser.add_argument("--json", action="store_true", help="stable machine-readable plan")
     parser.add_argument(
-        "-c", "--config", action="append", default=[], metavar="KEY=VALUE",
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="stack config for the plan, e.g. -c aws:region=eu-west-1 (placeholders otherwise)",
     )
     parser.add_argument("--stack", default="dev", help="stack name the plan pretends to be (default dev)")
@@ -55,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         "gh-runners:runnersFile": str(Path(args.file).resolve()),
     }
     try:
-        recording = run_project(
-            PROJECT_DIR, config=config, secret_keys=["gh-runners:githubToken"], stack=args.stack
-        )
+        recording = run_project(PROJECT_DIR, config=config, secret_keys=["gh-runners:githubToken"], stack=args.stack)
     except pulumi.RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -146,7 +146,12 @@ class CloudMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan", "id": FAKE_ACCOUNT, "userId": "PLAN"}
+            return {
+                "accountId": FAKE_ACCOUNT,
+                "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:user/plan",
+                "id": FAKE_ACCOUNT,
+                "userId": "PLAN",
+            }
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -174,7 +179,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.records: dict[str, Recorded] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -193,7 +198,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         record = self.records.get(request.urn)
         if record is not None and request.outputs:
             record.component_outputs = _redact(json_format.MessageToDict(request.outputs))
@@ -250,7 +255,9 @@ def run(
     return Recording(list(monitor.records.values()), resolved, shown)
 
 
-def run_project(project_dir: Path, *, config: dict[str, Any], secret_keys: list[str] = (), stack: str = "plan") -> Recording:  # type: ignore[assignment]
+def run_project(
+    project_dir: Path, *, config: dict[str, Any], secret_keys: list[str] = (), stack: str = "plan"
+) -> Recording:  # type: ignore[assignment]
     """Run the project's own __main__.py: the exact program `pulumi up` runs."""
     project_dir = project_dir.resolve()
 

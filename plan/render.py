@@ -108,9 +108,7 @@ def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict
     pooled = {r.urn for pool in pools.values() for r in recording.descendants_of(pool.urn)} | {
         p.urn for p in pools.values()
     }
-    shared = sorted(
-        (r for r in recording.resources if r.urn not in pooled), key=lambda r: (r.type, r.name)
-    )
+    shared = sorted((r for r in recording.resources if r.urn not in pooled), key=lambda r: (r.type, r.name))
     return {
         "github": {"scope": runners.github.scope, "target": runners.github.target, "url": runners.github.web_url},
         "placeholders": dict(sorted(placeholders.items())),

@@ -52,8 +52,8 @@ class Site:
 
 @dataclass(frozen=True)
 class Network:
-    subnet_ids: pulumi.Input[Sequence[str]]
-    firewall_ids: pulumi.Input[Sequence[str]]  # security groups / firewall rules
+    subnet_ids: Sequence[pulumi.Input[str]]
+    firewall_ids: Sequence[pulumi.Input[str]]  # security groups / firewall rules
     public_ip: bool  # VMs get a public address (no inbound rules either way)
     nat: bool
 

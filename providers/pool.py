@@ -8,7 +8,7 @@ import pulumi
 
 from bootstrap.cloud_config import render_user_data
 from providers.base import Backend, StackContext
-from schema.models import PoolCommon
+from schema.models import Pool
 
 RUNNER_POOL_TYPE = "ghrunners:index:RunnerPool"  # part of every URN: never rename without aliases
 
@@ -22,7 +22,7 @@ class RunnerPool(pulumi.ComponentResource):
 
     def __init__(
         self,
-        pool: PoolCommon,
+        pool: Pool,
         backend: Backend[Any],
         context: StackContext,
         opts: pulumi.ResourceOptions | None = None,

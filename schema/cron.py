@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-_DAYS = "sun mon tue wed thu fri sat".split()
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 # (name, lowest, highest, names mapped to numbers)
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
@@ -21,10 +21,8 @@ def validate_cron(expression: str) -> str:
     """Return the expression unchanged, or raise ValueError naming the bad field."""
     fields = expression.split()
     if len(fields) != 5:
-        raise ValueError(
-            f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
-        )
-    for text, (name, low, high, names) in zip(fields, _FIELDS):
+        raise ValueError(f"cron needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
+    for text, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
         for item in text.lower().split(","):
             _check_item(item, name, low, high, names)
     return expression

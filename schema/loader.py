@@ -110,7 +110,7 @@ def _build(loader: Any, node: yaml.Node, path: Loc, positions: dict[Loc, Positio
                 raise LoadError(
                     [Problem(file, *_pos(key_node), format_loc((*path, str(key))), f"duplicate key {key!r}")]
                 )
-            child = (*path, key)
+            child: Loc = (*path, key if isinstance(key, (str, int)) else str(key))
             positions[(*child, "[key]")] = _pos(key_node)
             # Point scalars at their value, collections at their key line.
             positions[child] = _pos(value_node if isinstance(value_node, yaml.ScalarNode) else key_node)
@@ -183,8 +183,10 @@ class _Locator:
             if isinstance(node, dict) and part not in node and part == node.get("provider"):
                 continue
             path.append(part)
-            node = node.get(part) if isinstance(node, dict) else (
-                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+            node = (
+                node.get(part)
+                if isinstance(node, dict)
+                else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
             )
         return tuple(path)
 
@@ -236,7 +238,11 @@ def _field_description(loc: tuple[Any, ...]) -> str | None:
         field = model.model_fields.get(str(loc[end - 1])) if model else None
         if field is not None:
             if end < len(loc):  # inside a list or dict field: describe its items
-                items = [typing.get_args(c)[-1] for c in _candidates(field.annotation) if typing.get_origin(c) in (list, dict)]
+                items = [
+                    typing.get_args(c)[-1]
+                    for c in _candidates(field.annotation)
+                    if typing.get_origin(c) in (list, dict)
+                ]
                 return _annotated_description(items[0]) if items else None
             return field.description or _annotated_description(field.annotation)
     return None

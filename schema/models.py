@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cached_property
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -62,14 +62,14 @@ class Strict(BaseModel):
 class GitHubTarget(Strict):
     """Where runners register: exactly one of repository, organization, enterprise."""
 
-    repository: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")] | None = (
-        Field(default=None, description="`owner/name` for repository-level runners.")
+    repository: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")] | None = Field(
+        default=None, description="`owner/name` for repository-level runners."
     )
-    organization: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")] | None = (
-        Field(default=None, description="Organization login for organization-level runners.")
+    organization: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")] | None = Field(
+        default=None, description="Organization login for organization-level runners."
     )
-    enterprise: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,99})$")] | None = (
-        Field(default=None, description="Enterprise slug for enterprise-level runners.")
+    enterprise: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,99})$")] | None = Field(
+        default=None, description="Enterprise slug for enterprise-level runners."
     )
     url: Annotated[StrictStr, Field(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$")] = Field(
         default="https://github.com",
@@ -133,8 +133,7 @@ class RunnerGroup(Strict):
     )
     workflows: list[StrictStr] = Field(
         default_factory=list,
-        description="Restrict the group to these workflows "
-        "(`owner/repo/.github/workflows/file.yml@ref`).",
+        description="Restrict the group to these workflows (`owner/repo/.github/workflows/file.yml@ref`).",
     )
     allow_public_repositories: StrictBool = False
 
@@ -213,16 +212,13 @@ class PoolCommon(Strict):
     labels: list[Label] = Field(default_factory=list, description="Labels jobs select with `runs-on`.")
     runner_group: GroupField = Field(
         default=None,
-        description="Runner group name (or object) for organization/enterprise targets; "
-        "omit for the Default group.",
+        description="Runner group name (or object) for organization/enterprise targets; omit for the Default group.",
     )
     ephemeral: StrictBool = Field(default=True, description="One job per VM, then a fresh VM.")
     size: Size = Field(default_factory=Size)
     arch: Arch = "x64"
     spot: StrictBool = Field(default=False, description="Spot / preemptible capacity.")
-    image: StrictStr | None = Field(
-        default=None, description="VM image; default Ubuntu 24.04 LTS for the arch."
-    )
+    image: StrictStr | None = Field(default=None, description="VM image; default Ubuntu 24.04 LTS for the arch.")
     setup_script: StrictStr | None = Field(
         default=None, description="Shell script run as root before the runner starts."
     )
@@ -253,7 +249,9 @@ class PoolCommon(Strict):
                 raise ValueError(f"label {label!r} is listed twice (labels are case-insensitive)")
             seen.add(key)
         if len(labels) + len(AUTOMATIC_LABELS) + 1 > MAX_LABELS:
-            raise ValueError(f"at most {MAX_LABELS - 3} labels (GitHub allows {MAX_LABELS} including the 3 automatic ones)")
+            raise ValueError(
+                f"at most {MAX_LABELS - 3} labels (GitHub allows {MAX_LABELS} including the 3 automatic ones)"
+            )
         return labels
 
     @field_validator("tags")
@@ -314,9 +312,7 @@ class AwsNetwork(Strict):
         "traffic); default is public subnets with no inbound rules.",
     )
     vpc_id: Annotated[StrictStr, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
-    subnet_ids: list[Annotated[StrictStr, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(
-        default_factory=list
-    )
+    subnet_ids: list[Annotated[StrictStr, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(default_factory=list)
 
     @field_validator("cidr")
     @classmethod
@@ -331,7 +327,9 @@ class AwsNetwork(Strict):
                 raise ValueError("an existing network needs both vpc_id and subnet_ids")
             created_only = {"cidr", "zones", "private"} & self.model_fields_set
             if created_only:
-                raise ValueError(f"{', '.join(sorted(created_only))} only apply to a created VPC, not to existing subnets")
+                raise ValueError(
+                    f"{', '.join(sorted(created_only))} only apply to a created VPC, not to existing subnets"
+                )
             if len(set(self.subnet_ids)) != len(self.subnet_ids):
                 raise ValueError("subnet_ids lists a subnet twice")
         return self
@@ -352,9 +350,7 @@ class AwsPool(PoolCommon):
         description="One or more types of the pool's arch; several spread spot capacity. "
         "Default m7i.large (x64) / m7g.large (arm64).",
     )
-    on_demand_base: Count = Field(
-        default=0, description="With spot: this many VMs are always on-demand."
-    )
+    on_demand_base: Count = Field(default=0, description="With spot: this many VMs are always on-demand.")
     disk: AwsDisk = Field(default_factory=AwsDisk)
     network: AwsNetwork = Field(default_factory=AwsNetwork)
     ssm_session_manager: StrictBool = Field(
@@ -477,7 +473,7 @@ class GcpPool(PoolCommon):
         return self.machine_type or GCP_DEFAULT_MACHINE_TYPES[self.arch]
 
 
-Pool = Annotated[Union[AwsPool, GcpPool], Discriminator("provider")]
+Pool = Annotated[AwsPool | GcpPool, Discriminator("provider")]
 
 
 class PoolDefaults(Strict):
@@ -486,7 +482,9 @@ class PoolDefaults(Strict):
     labels: list[Label] | None = None
     runner_group: GroupField = None
 
-    _group_shorthand = field_validator("runner_group", mode="before")(lambda cls, v: {"name": v} if isinstance(v, str) else v)
+    _group_shorthand = field_validator("runner_group", mode="before")(
+        lambda cls, v: {"name": v} if isinstance(v, str) else v
+    )
     ephemeral: StrictBool | None = None
     size: dict[str, Any] | None = None
     arch: Arch | None = None
@@ -506,9 +504,7 @@ class RunnersFile(Strict):
 
     version: Literal[1] = Field(description="Format version of this file.")
     github: GitHubTarget
-    defaults: PoolDefaults | None = Field(
-        default=None, description="Merged into every pool (a pool's own value wins)."
-    )
+    defaults: PoolDefaults | None = Field(default=None, description="Merged into every pool (a pool's own value wins).")
     pools: list[Pool] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -542,7 +538,9 @@ def cross_pool_problems(runners: RunnersFile) -> list[tuple[Loc, str]]:
     scope = runners.github.scope
     for i, pool in enumerate(runners.pools):
         if pool.name in names:
-            problems.append((("pools", i, "name"), f"pool name {pool.name!r} is already used by pools[{names[pool.name]}]"))
+            problems.append(
+                (("pools", i, "name"), f"pool name {pool.name!r} is already used by pools[{names[pool.name]}]")
+            )
         names.setdefault(pool.name, i)
         group = pool.runner_group
         if group is None:
@@ -556,7 +554,9 @@ def cross_pool_problems(runners: RunnersFile) -> list[tuple[Loc, str]]:
         if scope == "enterprise" and group.repositories:
             problems.append(((*where, "repositories"), "repositories apply to organization groups only"))
         if group.visibility == "selected" and not (group.repositories or group.organizations):
-            problems.append(((*where, "visibility"), "visibility selected needs the repositories (or organizations) it allows"))
+            problems.append(
+                ((*where, "visibility"), "visibility selected needs the repositories (or organizations) it allows")
+            )
         if group.is_default and group.model_fields_set - {"name"}:
             problems.append((where, "the Default group is GitHub's own; it takes no settings here"))
         earlier = groups.setdefault(group.name.lower(), group)

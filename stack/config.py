@@ -49,7 +49,8 @@ def read_credential() -> GitHubCredential:
     token, app = get_config(TOKEN_KEY), get_config(APP_KEY)
     if token is not None and app is not None:
         raise pulumi.RunError(
-            "both githubToken and githubApp are set; keep one: `pulumi config rm githubToken` or `pulumi config rm githubApp`"
+            "both githubToken and githubApp are set; keep one: "
+            "`pulumi config rm githubToken` or `pulumi config rm githubApp`"
         )
     if token is None and app is None:
         raise pulumi.RunError(
@@ -57,9 +58,7 @@ def read_credential() -> GitHubCredential:
         )
     if token is not None:
         if not is_config_secret(TOKEN_KEY):
-            raise pulumi.RunError(
-                f"githubToken is stored in plain text; store it as a secret: `{SET_TOKEN}`"
-            )
+            raise pulumi.RunError(f"githubToken is stored in plain text; store it as a secret: `{SET_TOKEN}`")
         if not str(token).strip():
             raise pulumi.RunError(f"githubToken is empty: `{SET_TOKEN}`")
         value = str(token).strip()
@@ -85,7 +84,9 @@ def _app_credential(raw: Any) -> GitHubCredential:
         raise pulumi.RunError(f"githubApp must be an object with appId, installationId, privateKey: `{SET_APP}`")
     unknown = sorted(set(app) - {"appId", "installationId", "privateKey"})
     if unknown:
-        raise pulumi.RunError(f"githubApp has unknown keys {', '.join(unknown)}; it takes appId, installationId, privateKey")
+        raise pulumi.RunError(
+            f"githubApp has unknown keys {', '.join(unknown)}; it takes appId, installationId, privateKey"
+        )
     missing = [key for key in ("appId", "installationId", "privateKey") if not str(app.get(key, "")).strip()]
     if missing:
         raise pulumi.RunError(f"githubApp is missing {', '.join(missing)}: `{SET_APP}`")

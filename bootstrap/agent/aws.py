@@ -12,20 +12,14 @@ import json
 import subprocess
 import urllib.parse
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 
 from .config import Config, endpoint
-from .http import AgentError, NetworkError, Response, Retry, fetch
+from .http import NetworkError, Response, Retry, expect, fetch
 from .log import log
 
-IMDS_SESSION_TTL = "21600"
-
-
-@dataclass(frozen=True)
-class Keys:
-    access_key: str
-    secret_key: str
-    token: str
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+# A runner whose instance is in one of these states is not a ghost (a stopped one may boot again).
+ALIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
 def _quote(value: str) -> str:
@@ -33,24 +27,17 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def signed(url: str, service: str, region: str, keys: Keys, headers: dict[str, str], body: str,
-           timeout: float = 30) -> Response:
+def signed(url: str, service: str, region: str, keys: dict[str, str], headers: dict[str, str], body: str) -> Response:
     """POST `body` to `url`, SigV4-signed by curl. Keys and body go through stdin."""
-    config = "\n".join(
-        [
-            f"user = {_quote(f'{keys.access_key}:{keys.secret_key}')}",
-            f"header = {_quote('X-Amz-Security-Token: ' + keys.token)}",
-            f"data-binary = {_quote(body)}",
-            "",
-        ]
-    )
-    argv = ["curl", "--silent", "--show-error", "--proto", "=http,https", "--max-time", str(int(timeout)),
-            "--aws-sigv4", f"aws:amz:{region}:{service}", "--config", "-", "--write-out", "\n%{http_code}"]
+    config = (f"user = {_quote(keys['AccessKeyId'] + ':' + keys['SecretAccessKey'])}\n"
+              f"header = {_quote('X-Amz-Security-Token: ' + keys['Token'])}\n"
+              f"data-binary = {_quote(body)}\n")
+    argv = ["curl", "-sS", "--proto", "=http,https", "--max-time", "30", "--aws-sigv4", f"aws:amz:{region}:{service}",
+            "-K", "-", "-w", "\n%{http_code}", url]
     for name, value in headers.items():
-        argv += ["--header", f"{name}: {value}"]
-    argv.append(url)
+        argv += ["-H", f"{name}: {value}"]
     try:
-        done = subprocess.run(argv, input=config.encode(), capture_output=True, timeout=timeout + 5, check=False)
+        done = subprocess.run(argv, input=config.encode(), capture_output=True, timeout=40, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise NetworkError(f"POST {url}: {type(error).__name__}") from None
     del config
@@ -64,60 +51,53 @@ class AwsCloud:
     def __init__(self, cfg: Config, retry: Retry) -> None:
         self.cfg, self.retry = cfg, retry
         self.imds = endpoint("IMDS", "http://169.254.169.254")
-        self.ssm = endpoint("SSM", f"https://ssm.{cfg.region}.amazonaws.com")
-        self.autoscaling = endpoint("AUTOSCALING", f"https://autoscaling.{cfg.region}.amazonaws.com")
-        self.ec2 = endpoint("EC2", f"https://ec2.{cfg.region}.amazonaws.com")
-        self._imds_token = ""
+        self._session = ""
 
     # --- IMDSv2 -------------------------------------------------------------
 
-    def _token(self, fresh: bool = False) -> str:
-        if fresh or not self._imds_token:
-            answer = self.retry("IMDS session token", lambda: fetch(
-                "PUT", f"{self.imds}/latest/api/token",
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_SESSION_TTL}, direct=True, timeout=5))
-            _expect(answer, "IMDS session token")
-            self._imds_token = answer.body.decode().strip()
-        return self._imds_token
-
-    def _meta(self, path: str, once: bool = False) -> Response:
+    def _imds(self, path: str, once: bool = False) -> Response:
         url = f"{self.imds}/latest/meta-data/{path}"
 
         def attempt() -> Response:
-            answer = fetch("GET", url, headers={"X-aws-ec2-metadata-token": self._token()}, direct=True, timeout=5)
-            if answer.status == 401:  # the session token expired: take a new one
-                answer = fetch("GET", url, headers={"X-aws-ec2-metadata-token": self._token(fresh=True)},
-                               direct=True, timeout=5)
+            for _ in range(2):  # a second round with a new session token if it expired
+                if not self._session:
+                    answer = fetch("PUT", f"{self.imds}/latest/api/token", direct=True, timeout=5,
+                                   headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
+                    if answer.status != 200:
+                        return answer
+                    self._session = answer.body.decode().strip()
+                answer = fetch("GET", url, headers={"X-aws-ec2-metadata-token": self._session}, direct=True,
+                               timeout=5)
+                if answer.status != 401:
+                    break
+                self._session = ""
             return answer
 
-        return attempt() if once else self.retry(f"IMDS {path}", attempt)
+        return attempt() if once else expect(self.retry(f"IMDS {path}", attempt), f"IMDS {path}")
 
     def instance_id(self) -> str:
-        answer = self._meta("instance-id")
-        _expect(answer, "IMDS instance-id")
-        return answer.body.decode().strip()
+        return self._imds("instance-id").body.decode().strip()
 
-    def _keys(self) -> Keys:
-        roles = self._meta("iam/security-credentials/")
-        _expect(roles, "IMDS iam/security-credentials (does the instance have a profile?)")
-        role = roles.body.decode().split()[0]
-        answer = self._meta(f"iam/security-credentials/{role}")
-        _expect(answer, "IMDS instance role credentials")
-        doc = answer.json()
-        return Keys(doc["AccessKeyId"], doc["SecretAccessKey"], doc["Token"])
+    def _api(self, service: str, body: str, headers: dict[str, str], what: str) -> Response:
+        """A signed call with the instance role's keys, read from IMDS for this call only."""
+        role = self._imds("iam/security-credentials/").body.decode().split()[0]
+        keys = json.loads(self._imds(f"iam/security-credentials/{role}").body)
+        url = endpoint(service.upper(), f"https://{service}.{self.cfg.region}.amazonaws.com") + "/"
+        answer = self.retry(what, functools.partial(signed, url, service, self.cfg.region, keys, headers, body))
+        del keys
+        return answer
+
+    def _query(self, service: str, params: dict[str, str]) -> Response:
+        """The Query API of EC2 and Auto Scaling (form POST, XML answer)."""
+        return self._api(service, urllib.parse.urlencode(params), FORM, f"{service} {params['Action']}")
 
     # --- the credential -----------------------------------------------------
 
     def read_secret(self) -> str:
-        keys = self._keys()
+        what = f"SSM GetParameter {self.cfg.secret}"
         body = json.dumps({"Name": self.cfg.secret, "WithDecryption": True})
         headers = {"X-Amz-Target": "AmazonSSM.GetParameter", "Content-Type": "application/x-amz-json-1.1"}
-        what = f"SSM GetParameter {self.cfg.secret}"
-        call = functools.partial(signed, self.ssm + "/", "ssm", self.cfg.region, keys, headers, body)
-        answer = self.retry(what, call)
-        del keys
-        _expect(answer, what)
-        value: str = answer.json()["Parameter"]["Value"]
+        value: str = expect(self._api("ssm", body, headers, what), what).json()["Parameter"]["Value"]
         return value
 
     # --- termination --------------------------------------------------------
@@ -125,77 +105,40 @@ class AwsCloud:
     def termination_notice(self) -> str | None:
         """'lifecycle' when the ASG is terminating us, 'spot' on a spot interruption notice."""
         try:
-            state = self._meta("autoscaling/target-lifecycle-state", once=True)
-            if state.status == 200 and state.body.decode().strip() == "Terminated":
+            state = self._imds("autoscaling/target-lifecycle-state", once=True)
+            if state.status == 200 and state.body.strip() == b"Terminated":
                 return "lifecycle"
-            spot = self._meta("spot/instance-action", once=True)
-            if spot.status == 200:
+            if self._imds("spot/instance-action", once=True).status == 200:
                 return "spot"
-        except (NetworkError, AgentError):
-            pass  # polling again soon is the right answer to a missed poll
+        except NetworkError:
+            pass  # the next poll asks again
         return None
 
     def complete_termination(self, instance_id: str) -> None:
-        """Let the ASG's termination lifecycle hook continue (we drained)."""
-        if not self.cfg.lifecycle_hook:
-            return
-        form = urllib.parse.urlencode({
-            "Action": "CompleteLifecycleAction",
-            "Version": "2011-01-01",
-            "AutoScalingGroupName": self.cfg.group,
-            "LifecycleHookName": self.cfg.lifecycle_hook,
-            "InstanceId": instance_id,
-            "LifecycleActionResult": "CONTINUE",
-        })
-        keys = self._keys()
-        what = "autoscaling CompleteLifecycleAction"
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-        call = functools.partial(signed, self.autoscaling + "/", "autoscaling", self.cfg.region, keys, headers, form)
-        answer = self.retry(what, call)
-        del keys
+        """Let the ASG's termination lifecycle hook continue: we drained."""
+        hook = self.cfg.lifecycle_hook
+        answer = self._query("autoscaling", {
+            "Action": "CompleteLifecycleAction", "Version": "2011-01-01", "AutoScalingGroupName": self.cfg.group,
+            "LifecycleHookName": hook, "InstanceId": instance_id, "LifecycleActionResult": "CONTINUE"})
         if answer.status == 400 and b"No active Lifecycle Action" in answer.body:
             log.info("no termination lifecycle action is pending for %s", instance_id)
             return
-        _expect(answer, what)
-        log.info("completed lifecycle action %s for %s: CONTINUE", self.cfg.lifecycle_hook, instance_id)
+        expect(answer, "autoscaling CompleteLifecycleAction")
+        log.info("completed lifecycle action %s for %s: CONTINUE", hook, instance_id)
 
     # --- ghost sweep --------------------------------------------------------
 
     def alive_instances(self) -> set[str]:
-        """Ids of this ASG's instances that still exist (a stopped one may boot again)."""
-        keys = self._keys()
+        """Ids of this ASG's instances that still exist."""
+        params = {"Action": "DescribeInstances", "Version": "2016-11-15", "MaxResults": "1000",
+                  "Filter.1.Name": "tag:aws:autoscaling:groupName", "Filter.1.Value.1": self.cfg.group,
+                  "Filter.2.Name": "instance-state-name"}
+        params.update({f"Filter.2.Value.{i}": state for i, state in enumerate(ALIVE_STATES, 1)})
         alive: set[str] = set()
-        token = ""
         while True:
-            params = {
-                "Action": "DescribeInstances",
-                "Version": "2016-11-15",
-                "Filter.1.Name": "tag:aws:autoscaling:groupName",
-                "Filter.1.Value.1": self.cfg.group,
-                "Filter.2.Name": "instance-state-name",
-                "Filter.2.Value.1": "pending",
-                "Filter.2.Value.2": "running",
-                "Filter.2.Value.3": "stopping",
-                "Filter.2.Value.4": "shutting-down",
-                "Filter.2.Value.5": "stopped",
-                "MaxResults": "1000",
-            }
-            if token:
-                params["NextToken"] = token
-            form = urllib.parse.urlencode(params)
-            headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-            call = functools.partial(signed, self.ec2 + "/", "ec2", self.cfg.region, keys, headers, form)
-            answer = self.retry("EC2 DescribeInstances", call)
-            _expect(answer, "EC2 DescribeInstances")
-            root = ET.fromstring(answer.body)  # noqa: S314 - a signed answer from EC2
-            for element in root.iter():
-                if element.tag.endswith("instanceId") and element.text:
-                    alive.add(element.text.strip())
-            token = next((e.text or "" for e in root if e.tag.endswith("nextToken")), "")
+            root = ET.fromstring(expect(self._query("ec2", params), "EC2 DescribeInstances").body)  # noqa: S314
+            alive.update((e.text or "").strip() for e in root.iter() if e.tag.endswith("}instanceId"))
+            token = next((e.text or "" for e in root if e.tag.endswith("}nextToken")), "")
             if not token:
-                return alive
-
-
-def _expect(answer: Response, what: str) -> None:
-    if not 200 <= answer.status < 300:
-        raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())
+                return alive - {""}
+            params["NextToken"] = token

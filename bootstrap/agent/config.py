@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
 CONFIG_PATH = "/etc/gh-runners/config.json"
@@ -26,38 +25,42 @@ def endpoint(name: str, default: str) -> str:
     return env(f"{name}_URL", default).rstrip("/")
 
 
-@dataclass(frozen=True)
 class Config:
-    pool: str
-    cloud: str  # "aws" | "gcp"
-    labels: tuple[str, ...]
-    scope: str  # "repository" | "organization" | "enterprise"
-    target: str
-    api_url: str
-    web_url: str
-    runner_group: str
-    ephemeral: bool
-    version: str
-    arch: str
-    docker: bool
-    secret: str  # SSM parameter name | projects/P/secrets/S
-    region: str
-    group: str  # ASG name | MIG name
-    lifecycle_hook: str
-    project: str
-    drain_seconds: float
-    # Machine facts, overridable for tests.
-    runner_dir: str
-    runner_user: str
-    setup_script: str
-    state_dir: str
-    releases_url: str
-    iptables: tuple[str, ...]
-    poweroff: tuple[str, ...]
-    retry_seconds: float
-    retry_base: float
-    poll_seconds: float
-    stop_seconds: float
+    """The agent's settings; each attribute is read from config.json or a GH_RUNNERS_* override."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        github, runner, where = doc["github"], doc["runner"], doc["location"]
+        self.pool: str = doc["pool"]
+        self.cloud: str = doc["cloud"]  # aws | gcp
+        self.labels: list[str] = doc["labels"]
+        self.scope: str = github["scope"]  # repository | organization | enterprise
+        self.target: str = github["target"]
+        self.api_url: str = github["api_url"].rstrip("/")
+        self.web_url: str = github["web_url"].rstrip("/")
+        self.runner_group: str = doc["runner_group"]
+        self.ephemeral = bool(doc["ephemeral"])
+        self.version: str = runner["version"]
+        self.arch: str = runner["arch"]
+        self.docker = bool(doc["docker"])
+        self.secret: str = where["secret"]  # SSM parameter name | projects/P/secrets/S
+        self.region = str(where.get("region", ""))
+        self.group = str(where.get("group", ""))  # ASG name | MIG name
+        self.lifecycle_hook = str(where.get("lifecycle_hook", ""))
+        self.project = str(where.get("project", ""))
+        self.drain_seconds = float(env("DRAIN_SECONDS", str(doc.get("drain_seconds", 3000))))
+        self.setup_script = env("SETUP_SCRIPT", doc.get("setup_script", ""))
+        # Machine facts: the tests point these at temporary directories and network namespaces.
+        self.runner_dir = env("RUNNER_DIR", "/opt/actions-runner")
+        self.runner_user = env("RUNNER_USER", "runner")
+        self.state_dir = env("STATE_DIR", "/run/gh-runners")
+        # Runner releases live on github.com even for GHES targets.
+        self.releases_url = endpoint("RELEASES", "https://api.github.com")
+        self.iptables = shlex.split(env("IPTABLES", "iptables -w"))
+        self.poweroff = shlex.split(env("POWEROFF", "systemctl poweroff --no-block"))
+        self.retry_seconds = float(env("RETRY_SECONDS", "300"))
+        self.retry_base = float(env("RETRY_BASE", "1"))
+        self.poll_seconds = float(env("POLL_SECONDS", "5"))
+        self.stop_seconds = float(env("STOP_SECONDS", "60"))
 
     @property
     def runner_url(self) -> str:
@@ -75,37 +78,4 @@ class Config:
 
 def load(path: str | None = None) -> Config:
     with open(path or env("CONFIG", CONFIG_PATH), encoding="utf-8") as f:
-        doc: dict[str, Any] = json.load(f)
-    github, runner, location = doc["github"], doc["runner"], doc["location"]
-    return Config(
-        pool=doc["pool"],
-        cloud=doc["cloud"],
-        labels=tuple(doc["labels"]),
-        scope=github["scope"],
-        target=github["target"],
-        api_url=github["api_url"].rstrip("/"),
-        web_url=github["web_url"].rstrip("/"),
-        runner_group=doc["runner_group"],
-        ephemeral=bool(doc["ephemeral"]),
-        version=runner["version"],
-        arch=runner["arch"],
-        docker=bool(doc["docker"]),
-        secret=location["secret"],
-        region=str(location.get("region", "")),
-        group=str(location.get("group", "")),
-        lifecycle_hook=str(location.get("lifecycle_hook", "")),
-        project=str(location.get("project", "")),
-        drain_seconds=float(env("DRAIN_SECONDS", str(doc.get("drain_seconds", 3000)))),
-        runner_dir=env("RUNNER_DIR", "/opt/actions-runner"),
-        runner_user=env("RUNNER_USER", "runner"),
-        setup_script=env("SETUP_SCRIPT", doc.get("setup_script", "")),
-        state_dir=env("STATE_DIR", "/run/gh-runners"),
-        # Runner releases live on github.com even for GHES targets.
-        releases_url=endpoint("RELEASES", "https://api.github.com"),
-        iptables=tuple(shlex.split(env("IPTABLES", "iptables -w"))),
-        poweroff=tuple(shlex.split(env("POWEROFF", "systemctl poweroff --no-block"))),
-        retry_seconds=float(env("RETRY_SECONDS", "300")),
-        retry_base=float(env("RETRY_BASE", "1")),
-        poll_seconds=float(env("POLL_SECONDS", "5")),
-        stop_seconds=float(env("STOP_SECONDS", "60")),
-    )
+        return Config(json.load(f))

@@ -16,7 +16,7 @@ import subprocess
 import time
 from typing import Any
 
-from .http import AgentError, Retry, fetch
+from .http import AgentError, Retry, expect, fetch
 
 PIPE_CAPACITY = 65536  # Linux default: a key this small is written before openssl starts
 
@@ -86,7 +86,5 @@ def github_token(secret: str, where: str, api_url: str, retry: Retry) -> str:
     what = f"GitHub App installation token (installation {installation})"
     answer = retry(what, functools.partial(fetch, "POST", url, headers=headers, data=b"{}"))
     del jwt, headers
-    if answer.status != 201:
-        raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())
-    token: str = answer.json()["token"]
+    token: str = expect(answer, what, (201,)).json()["token"]
     return token

@@ -7,7 +7,7 @@ import functools
 import urllib.parse
 
 from .config import Config, endpoint
-from .http import AgentError, Response, Retry, fetch
+from .http import Response, Retry, expect, fetch
 
 
 class GcpCloud:
@@ -19,10 +19,9 @@ class GcpCloud:
         self.compute = endpoint("COMPUTE", "https://compute.googleapis.com")
 
     def _meta(self, path: str) -> Response:
-        answer = self.retry(f"metadata {path}", lambda: fetch(
-            "GET", f"{self.metadata}/{path}", headers={"Metadata-Flavor": "Google"}, direct=True, timeout=5))
-        _expect(answer, f"metadata {path}")
-        return answer
+        call = functools.partial(fetch, "GET", f"{self.metadata}/{path}", headers={"Metadata-Flavor": "Google"},
+                                 direct=True, timeout=5)
+        return expect(self.retry(f"metadata {path}", call), f"metadata {path}")
 
     def instance_id(self) -> str:
         # The numeric id, not the name: it is what listManagedInstances reports as `id`.
@@ -38,8 +37,7 @@ class GcpCloud:
         data = b"" if method == "POST" else None
         answer = self.retry(what, functools.partial(fetch, method, url, headers=headers, data=data))
         del token, headers
-        _expect(answer, what)
-        return answer
+        return expect(answer, what)
 
     def read_secret(self) -> str:
         url = f"{self.secretmanager}/v1/{self.cfg.secret}/versions/latest:access"
@@ -68,7 +66,3 @@ class GcpCloud:
             if not page:
                 return alive
 
-
-def _expect(answer: Response, what: str) -> None:
-    if not 200 <= answer.status < 300:
-        raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())

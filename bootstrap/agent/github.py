@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 from .config import Config
-from .http import AgentError, Response, Retry, fetch
+from .http import AgentError, Response, Retry, expect, fetch
 
 API_VERSION = "2022-11-28"
 
@@ -30,10 +31,7 @@ class GitHub:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         what = f"GitHub {method} {path.split('?')[0]}"
-        answer = self.retry(what, lambda: fetch(method, url, headers=headers, data=data))
-        if answer.status not in ok:
-            raise GitHubError(answer.status, f"{what}: HTTP {answer.status} {answer.message()}".strip())
-        return answer
+        return expect(self.retry(what, functools.partial(fetch, method, url, headers=headers, data=data)), what, ok)
 
     def _pages(self, path: str, key: str) -> Iterator[dict[str, Any]]:
         page = 1
@@ -94,14 +92,7 @@ class GitHub:
         headers = dict(self._headers) if self.cfg.releases_url == self.cfg.api_url else {
             "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
         what = f"GitHub release actions/runner v{version}"
-        answer = self.retry(what, lambda: fetch("GET", url, headers=headers))
-        if answer.status != 200:
-            raise AgentError(f"{what}: HTTP {answer.status} {answer.message()}".strip())
-        doc: dict[str, Any] = answer.json()
+        answer = self.retry(what, functools.partial(fetch, "GET", url, headers=headers))
+        doc: dict[str, Any] = expect(answer, what).json()
         return doc
 
-
-class GitHubError(AgentError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status

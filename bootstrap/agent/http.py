@@ -9,7 +9,6 @@ the method, URL and status, never a body or a header value that may be secret.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import threading
@@ -59,6 +58,20 @@ class Response:
         return ""
 
 
+class StatusError(AgentError):
+    """An unexpected HTTP status; `status` lets callers react to e.g. 409."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def expect(answer: Response, what: str, ok: tuple[int, ...] = (200,)) -> Response:
+    if answer.status not in ok:
+        raise StatusError(answer.status, f"{what}: HTTP {answer.status} {answer.message()}".strip())
+    return answer
+
+
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _DEFAULT = urllib.request.build_opener()
 
@@ -95,14 +108,9 @@ def _lower(items: Any) -> dict[str, str]:
 
 def server_delay(response: Response, now: float) -> float | None:
     """Seconds the server asked us to wait, if it said."""
-    retry_after = response.headers.get("retry-after")
-    if retry_after:
-        if retry_after.strip().isdigit():
-            return float(retry_after)
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(retry_after).timestamp() - now)
-        except (TypeError, ValueError):
-            return None
+    retry_after = response.headers.get("retry-after", "").strip()
+    if retry_after.isdigit():  # GitHub and Google send seconds, not HTTP dates
+        return float(retry_after)
     if response.headers.get("x-ratelimit-remaining") == "0":
         reset = response.headers.get("x-ratelimit-reset", "")
         if reset.isdigit():

@@ -20,10 +20,8 @@ from types import FrameType
 from typing import Protocol
 
 from . import config, credential, firewall, runner
-from .aws import AwsCloud
-from .gcp import GcpCloud
-from .github import GitHub, GitHubError
-from .http import AgentError, Retry, Stopped
+from .github import GitHub
+from .http import AgentError, Retry, StatusError, Stopped
 from .log import log, setup
 
 # What an instance id looks like in a runner name: ghost sweeps touch only these,
@@ -40,11 +38,22 @@ class Cloud(Protocol):
     def alive_instances(self) -> set[str]: ...
 
 
+def make_cloud(cfg: config.Config, retry: Retry) -> Cloud:
+    # Imported here: the user data bundles only the pool's own cloud module.
+    if cfg.cloud == "aws":
+        from .aws import AwsCloud
+
+        return AwsCloud(cfg, retry)
+    from .gcp import GcpCloud
+
+    return GcpCloud(cfg, retry)
+
+
 class Agent:
     def __init__(self, cfg: config.Config, stop: threading.Event, wake: threading.Event) -> None:
         self.cfg, self.stop, self.wake = cfg, stop, wake
         self.retry = Retry(cfg.retry_seconds, cfg.retry_base, stop)
-        self.cloud: Cloud = AwsCloud(cfg, self.retry) if cfg.cloud == "aws" else GcpCloud(cfg, self.retry)
+        self.cloud = make_cloud(cfg, self.retry)
         self.instance = ""
         self.name = ""
         self.runner_id: int | None = None
@@ -99,7 +108,7 @@ class Agent:
             group = gh.runner_group_id()
             try:
                 self.runner_id, jit = gh.jit_config(self.name, group)
-            except GitHubError as error:
+            except StatusError as error:
                 if error.status != 409:
                     raise
                 self.clear_name_conflict(gh)

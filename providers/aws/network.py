@@ -20,12 +20,10 @@ def subnet_cidrs(vpc_cidr: str, count: int) -> list[str]:
     """`count` equal subnets carved from the VPC block, 4 bits smaller (a /16 gives /20s)."""
     network = ipaddress.IPv4Network(vpc_cidr)
     prefix = min(network.prefixlen + 4, 28)
-    return [str(subnet) for subnet, _ in zip(network.subnets(new_prefix=prefix), range(count))]
+    return [str(subnet) for subnet, _ in zip(network.subnets(new_prefix=prefix), range(count), strict=False)]
 
 
-def build_network(
-    pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opts: pulumi.ResourceOptions
-) -> Network:
+def build_network(pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opts: pulumi.ResourceOptions) -> Network:
     """Public subnets (default, cheapest: a public IPv4 per VM, no inbound rules),
     private subnets behind one NAT gateway, or the pool's existing subnets."""
     settings = pool.network

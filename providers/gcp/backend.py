@@ -14,6 +14,11 @@ from providers.tags import pool_tags
 from schema.models import GcpPool
 
 Place = tuple[str, str]  # (project, region)
+# GCE gives the guest 120 s (Spot: 30 s) between the ACPI soft-off and the hard
+# power-off (pulumi_gcp: scheduling.skip_guest_os_shutdown). Graceful shutdown,
+# which could extend that, is not available to managed instance groups. The
+# agent's drain must end inside that time so it can still deregister the runner.
+DRAIN_SECONDS = {"standard": 90, "spot": 20}
 
 
 class GcpBackend(Backend[GcpPool]):
@@ -75,6 +80,7 @@ class GcpBackend(Backend[GcpPool]):
             project=project,
             group_name=names.group,
             secret_name=f"projects/{project}/secrets/{names.secret_id}",
+            extra={"drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"])},
         )
 
     def network(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Network:

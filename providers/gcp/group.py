@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ def build_vm_group(
         project=project,
         region=region,
         description=f"gh-runners pool {name}",
-        versions=[gcp.compute.RegionInstanceGroupManagerVersionArgs(name="runners", instance_template=template.self_link)],
+        versions=[
+            gcp.compute.RegionInstanceGroupManagerVersionArgs(name="runners", instance_template=template.self_link)
+        ],
         # With an autoscaler the autoscaler owns the size: leave it unset, or
         # every `pulumi up` would fight it.
         target_size=None if pool.schedules else pool.size.desired_count,
@@ -258,11 +261,12 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
     for i, schedule in enumerate(schedules):
         events += [(instant, i) for instant in _firings(schedule, _MEASURED[0], _HORIZON)]
     events.sort()
-    for (when, i), (other_when, j) in zip(events, events[1:]):
+    for (when, i), (other_when, j) in itertools.pairwise(events):
         if when == other_when and schedules[i].desired != schedules[j].desired:
             raise PoolProblem(
                 ("schedules", max(i, j)),
-                f"fires at the same time as schedules[{min(i, j)}] ({when:%Y-%m-%d %H:%M} UTC) with a different desired",
+                f"fires at the same time as schedules[{min(i, j)}] ({when:%Y-%m-%d %H:%M} UTC) "
+                "with a different desired",
             )
     sizes = [schedules[i].desired for _, i in events]
     # next_change[k]: the first event after k that sets a different size.
@@ -296,7 +300,7 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
 
 def _firings(schedule: Schedule, first: date, stop: date) -> Iterator[datetime]:
     minutes, hours, days, months, weekdays = (
-        _expand(text, low, high, names) for text, (low, high, names) in zip(schedule.cron.split(), _FIELDS)
+        _expand(text, low, high, names) for text, (low, high, names) in zip(schedule.cron.split(), _FIELDS, strict=True)
     )
     weekdays = {day % 7 for day in weekdays}  # 7 is Sunday too
     dom_field, dow_field = schedule.cron.split()[2:5:2]
@@ -315,8 +319,11 @@ def _firings(schedule: Schedule, first: date, stop: date) -> Iterator[datetime]:
         day += timedelta(days=1)
 
 
-_MONTHS = {name: i + 1 for i, name in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
-_DAYS = {name: i for i, name in enumerate("sun mon tue wed thu fri sat".split())}
+_MONTHS = {
+    name: i + 1
+    for i, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+}
+_DAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 _FIELDS: tuple[tuple[int, int, dict[str, int]], ...] = (
     (0, 59, {}),
     (0, 23, {}),
@@ -344,8 +351,8 @@ def _expand(text: str, low: int, high: int, names: dict[str, int]) -> set[int]:
 def gcp_cron(expression: str) -> str:
     """The cron with month and weekday names as numbers (GCP documents numeric unix-cron)."""
     fields = expression.lower().split()
-    for index, names in ((3, _MONTHS), (4, _DAYS)):
-        fields[index] = re.sub(r"[a-z]{3}", lambda match, names=names: str(names[match.group(0)]), fields[index])
+    fields[3] = re.sub(r"[a-z]{3}", lambda match: str(_MONTHS[match.group(0)]), fields[3])
+    fields[4] = re.sub(r"[a-z]{3}", lambda match: str(_DAYS[match.group(0)]), fields[4])
     return " ".join(fields)
 
 

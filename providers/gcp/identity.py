@@ -10,7 +10,7 @@ from providers.gcp import GcpNames
 from providers.naming import part
 from schema.models import GcpPool
 
-SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # noqa: S105 (a role name, not a secret)
 # The agent's own logs and metrics: write-only roles, no read access to anything.
 PROJECT_ROLES = {"logs": "roles/logging.logWriter", "metrics": "roles/monitoring.metricWriter"}
 # regionInstanceGroupManagers.listManagedInstances (the ghost sweep) is authorised

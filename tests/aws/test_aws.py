@@ -42,7 +42,9 @@ def test_default_pool_builds_public_network_in_two_zones(tmp_path: Path) -> None
     assert sorted(s.inputs["cidrBlock"] for s in subnets) == ["10.0.0.0/20", "10.0.16.0/20"]
     assert not recording.of_type("aws:ec2/natGateway:NatGateway")
     routes = recording.named("codex-public-routes").inputs["routes"]
-    assert routes == [{"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named("codex-igw").outputs.get("id", routes[0]["gatewayId"])}]
+    assert routes == [
+        {"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named("codex-igw").outputs.get("id", routes[0]["gatewayId"])}
+    ]
     group = recording.named("codex-sg").inputs
     assert group.get("ingress", []) == []
     assert group["egress"][0]["cidrBlocks"] == ["0.0.0.0/0"]
@@ -123,7 +125,10 @@ def test_private_network_goes_out_through_one_nat(tmp_path: Path) -> None:
     private = [s for s in recording.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
     assert len(private) == 3
     group = recording.named("p-asg").inputs
-    assert sorted(group["vpcZoneIdentifiers"]) == sorted(s.outputs.get("id", s.name) for s in private) or len(group["vpcZoneIdentifiers"]) == 3
+    assert (
+        sorted(group["vpcZoneIdentifiers"]) == sorted(s.outputs.get("id", s.name) for s in private)
+        or len(group["vpcZoneIdentifiers"]) == 3
+    )
     assert "associatePublicIpAddress" not in recording.named("p-template").inputs["networkInterfaces"][0]
     routes = recording.named("p-private-routes").inputs["routes"]
     assert "natGatewayId" in routes[0]
@@ -138,7 +143,10 @@ def test_existing_subnets_create_no_network(tmp_path: Path) -> None:
     assert not recording.of_type("aws:ec2/vpc:Vpc")
     assert not recording.of_type("aws:ec2/subnet:Subnet")
     assert recording.named("e-sg").inputs["vpcId"] == "vpc-0123456789abcdef0"
-    assert recording.named("e-asg").inputs["vpcZoneIdentifiers"] == ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+    assert recording.named("e-asg").inputs["vpcZoneIdentifiers"] == [
+        "subnet-0123456789abcdef0",
+        "subnet-0fedcba9876543210",
+    ]
 
 
 def test_one_provider_per_region(tmp_path: Path) -> None:
@@ -172,7 +180,9 @@ def test_schedules_become_scheduled_actions(tmp_path: Path) -> None:
 def test_ephemeral_flag_reaches_the_agent(tmp_path: Path, ephemeral: bool, expected: bool) -> None:
     recording = plan(tmp_path, f"  - {{name: p, provider: aws, ephemeral: {str(ephemeral).lower()}}}\n")
     document = json.dumps(user_data_of(recording, "p"))
-    assert f'\\"ephemeral\\": {str(expected).lower()}' in document or f'"ephemeral": {str(expected).lower()}' in document
+    assert (
+        f'\\"ephemeral\\": {str(expected).lower()}' in document or f'"ephemeral": {str(expected).lower()}' in document
+    )
 
 
 def test_arm64_pool_uses_arm_image_and_types(tmp_path: Path) -> None:
@@ -208,7 +218,10 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
     assert statements["ReadTheGitHubCredential"]["Resource"] == [parameter_arn]
     assert statements["ReadTheGitHubCredential"]["Action"] == ["ssm:GetParameter"]
     condition = statements["DecryptOnlyThroughSsmForThatParameter"]["Condition"]["StringEquals"]
-    assert condition == {"kms:ViaService": "ssm.eu-central-1.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": parameter_arn}
+    assert condition == {
+        "kms:ViaService": "ssm.eu-central-1.amazonaws.com",
+        "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
+    }
     assert statements["FinishOwnTerminationHook"]["Resource"] == [
         "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-test-codex"
     ]
@@ -221,12 +234,17 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
 
 
 def test_policy_linter_is_a_real_judge() -> None:
-    bad = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": ["arn:aws:s3:::bucket"]}]}
+    bad = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": ["arn:aws:s3:::bucket"]}],
+    }
     assert analyze_policy_string(json.dumps(bad)).findings
 
 
 def test_session_manager_only_when_asked(tmp_path: Path) -> None:
-    recording = plan(tmp_path, "  - {name: a, provider: aws}\n  - {name: b, provider: aws, ssm_session_manager: true}\n")
+    recording = plan(
+        tmp_path, "  - {name: a, provider: aws}\n  - {name: b, provider: aws, ssm_session_manager: true}\n"
+    )
     assert "SessionManagerShell" not in json.dumps(policy_of(recording, "a"))
     b = policy_of(recording, "b")
     assert "SessionManagerShell" in json.dumps(b)
@@ -237,4 +255,6 @@ def test_session_manager_only_when_asked(tmp_path: Path) -> None:
 def test_role_trusts_only_ec2(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws}\n")
     trust = json.loads(recording.named("codex-role").inputs["assumeRolePolicy"])
-    assert trust["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]

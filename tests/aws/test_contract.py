@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from plan.engine import Recording
 from tests.providers.contract import BackendContract
 
@@ -9,8 +11,11 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
 class TestAwsContract(BackendContract):
-    files = {
-        "public": "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n  - {name: codex, provider: aws, spot: true}\n",
+    files: ClassVar[dict[str, str]] = {
+        "public": (
+            "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"
+            "  - {name: codex, provider: aws, spot: true}\n"
+        ),
         "private-org": (
             "version: 1\ngithub: {organization: acme}\npools:\n"
             "  - {name: build, provider: aws, runner_group: ci, network: {private: true}, size: {min: 1, max: 3}}\n"

@@ -16,9 +16,7 @@ from plan.engine import Recording, run_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL_TOKEN = "ghp_SENTINEL0credential0must0never0leak0x"  # a fake PAT that tests hunt for
-SENTINEL_KEY = (
-    "-----BEGIN RSA PRIVATE KEY-----\nSENTINELKEYMATERIAL0must0never0leak\n-----END RSA PRIVATE KEY-----\n"
-)
+SENTINEL_KEY = "-----BEGIN RSA PRIVATE KEY-----\nSENTINELKEYMATERIAL0must0never0leak\n-----END RSA PRIVATE KEY-----\n"
 
 
 def run_file(

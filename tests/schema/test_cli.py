@@ -13,7 +13,11 @@ HERE = Path(__file__).parent
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "schema", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "schema", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
 
@@ -27,7 +31,9 @@ def test_valid_default_file_exits_0() -> None:
 def test_every_error_of_every_file_on_stderr_exit_1() -> None:
     result = run("validate", "arch.yaml", "cron.yaml", "syntax.yaml", cwd=HERE / "invalid")
     assert result.returncode == 1
-    expected = "".join((HERE / "invalid" / name).read_text() for name in ("arch.expected", "cron.expected", "syntax.expected"))
+    expected = "".join(
+        (HERE / "invalid" / name).read_text() for name in ("arch.expected", "cron.expected", "syntax.expected")
+    )
     assert result.stderr == expected
     assert "Traceback" not in result.stderr
 

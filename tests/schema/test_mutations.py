@@ -16,8 +16,14 @@ from schema.models import RunnersFile
 EXAMPLE_TEXT = (Path(__file__).resolve().parents[2] / "runners.yaml").read_text()
 EXAMPLE = yaml.safe_load(EXAMPLE_TEXT)
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 2000), st.text(max_size=12), st.just([]), st.just({}),
-    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2000),
+    st.text(max_size=12),
+    st.just([]),
+    st.just({}),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
 
 

@@ -17,7 +17,9 @@ VALID = "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n  - {n
 def run(tmp_path: Path, config: dict[str, Any], secret: list[str], text: str = VALID) -> None:
     path = tmp_path / "runners.yaml"
     path.write_text(text)
-    run_project(ROOT, config={"aws:region": "eu-central-1", "gh-runners:runnersFile": str(path), **config}, secret_keys=secret)
+    run_project(
+        ROOT, config={"aws:region": "eu-central-1", "gh-runners:runnersFile": str(path), **config}, secret_keys=secret
+    )
 
 
 def error_of(tmp_path: Path, config: dict[str, Any], secret: list[str], text: str = VALID) -> str:
@@ -78,13 +80,18 @@ def test_invalid_runners_file_gives_validator_messages(tmp_path: Path) -> None:
 def test_backend_problems_are_located(tmp_path: Path) -> None:
     text = VALID.replace("provider: aws}", "provider: aws, network: {zones: 6}}")
     message = error_of(tmp_path, {"gh-runners:githubToken": "t"}, ["gh-runners:githubToken"], text)
-    assert message == f"{tmp_path / 'runners.yaml'}:4:51: pools[0].network.zones: eu-central-1 has 3 available zones, the pool asks for 6"
+    where = f"{tmp_path / 'runners.yaml'}:4:51"
+    assert message == f"{where}: pools[0].network.zones: eu-central-1 has 3 available zones, the pool asks for 6"
 
 
 def test_missing_region_is_located(tmp_path: Path) -> None:
     path = tmp_path / "runners.yaml"
     path.write_text(VALID)
     with pytest.raises(pulumi.RunError) as caught:
-        run_project(ROOT, config={"gh-runners:runnersFile": str(path), "gh-runners:githubToken": "t"}, secret_keys=["gh-runners:githubToken"])
+        run_project(
+            ROOT,
+            config={"gh-runners:runnersFile": str(path), "gh-runners:githubToken": "t"},
+            secret_keys=["gh-runners:githubToken"],
+        )
     assert "pools[0].region: no AWS region" in str(caught.value)
     assert "pulumi config set aws:region" in str(caught.value)

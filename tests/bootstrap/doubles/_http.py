@@ -22,7 +22,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -240,6 +241,20 @@ class HttpDouble:
                 for r in self.log
                 if (method is None or r.method == method) and (path is None or re.search(path, r.path))
             ]
+
+    @contextmanager
+    def expect_violations(self) -> Iterator[list[str]]:
+        """For tests of the doubles themselves: collect (and remove) the violations
+        recorded inside the block, so the fixture's "no violations" check passes."""
+        with self._cond:
+            before = len(self.violations)
+        seen: list[str] = []
+        try:
+            yield seen
+        finally:
+            with self._cond:
+                seen.extend(self.violations[before:])
+                del self.violations[before:]
 
     def violate(self, message: str) -> None:
         with self._cond:

@@ -78,8 +78,7 @@ class ImdsDouble(HttpDouble):
             self.instance = Instance()
             self.tokens: dict[str, float] = {}  # token -> expiry
             self.tokens_required = True  # False emulates HttpTokens=optional (IMDSv1 allowed)
-            self.credentials_provider = None
-            self._creds: dict[str, str] | None = None
+            self._creds: dict[str, str] | None = None  # the provider is session wiring: kept
 
     def fault_body(self, status: int) -> Any:
         return ""
@@ -119,7 +118,7 @@ class ImdsDouble(HttpDouble):
         token = req.header("x-aws-ec2-metadata-token")
         with self._cond:
             valid = token is not None and self.tokens.get(token, 0) > time.time()
-        if token is not None and not valid or token is None and self.tokens_required:
+        if (token is not None and not valid) or (token is None and self.tokens_required):
             return self._text(401, "")
         if req.method != "GET":
             return self._text(405, "")
