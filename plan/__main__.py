@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-PLACEHOLDER_TOKEN = "offline-plan-placeholder-token"  # noqa: S105 - not a credential
+PLACEHOLDER_TOKEN = "offline-plan-placeholder-token"
 DEFAULT_PLACEHOLDERS = {"aws:region": "us-east-1", "gcp:project": "my-gcp-project", "gcp:region": "us-central1"}
 
 
