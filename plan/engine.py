@@ -161,6 +161,12 @@ class CloudMocks(pulumi.runtime.Mocks):
         if token == "gcp:compute/getZones:getZones":
             region = args.args.get("region") or self._provider_region(args.provider, "us-central1")
             return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}
+        if token == "github:index/getRepository:getRepository":
+            full_name = str(args.args.get("fullName"))
+            return {"fullName": full_name, "repoId": _stable_number(full_name), "id": full_name}
+        if token == "github:index/getOrganization:getOrganization":
+            name = str(args.args.get("name"))
+            return {"name": name, "login": name, "id": str(_stable_number(name)), "orgs": []}
         raise NotImplementedError(f"the recording engine has no mock for {token}")
 
     def _provider_region(self, provider: str | None, default: str) -> str:
@@ -172,6 +178,11 @@ class CloudMocks(pulumi.runtime.Mocks):
             inputs = self.provider_inputs.get(parts[-2] if len(parts) >= 2 else "", {})
             return str(inputs.get("region") or default)
         return default
+
+
+def _stable_number(text: str) -> int:
+    """A deterministic fake numeric id (GitHub repository / organization ids)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
