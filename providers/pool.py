@@ -37,6 +37,7 @@ class RunnerPool(pulumi.ComponentResource):
         self.pool_name = pool.name
         self.provider = pool.provider
         self.region = site.region
+        self.project = site.project
         self.labels = pool.all_labels
         self.runs_on = runs_on(pool.all_labels)
         self.group_name = group.name

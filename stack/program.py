@@ -49,6 +49,7 @@ def export_pools(pools: list[RunnerPool]) -> None:
         pool.pool_name: {
             "provider": pool.provider,
             "region": pool.region,
+            "project": pool.project,
             "labels": pool.labels,
             "runsOn": pool.runs_on,
             "groupName": pool.group_name,

@@ -10,14 +10,15 @@ from providers.gcp import GcpNames
 from providers.naming import part
 from schema.models import GcpPool
 
-SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # noqa: S105 (a role name, not a secret)
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 # The agent's own logs and metrics: write-only roles, no read access to anything.
 PROJECT_ROLES = {"logs": "roles/logging.logWriter", "metrics": "roles/monitoring.metricWriter"}
-# regionInstanceGroupManagers.listManagedInstances (the ghost sweep) is authorised
-# by this one permission on the group. Compute Engine has no IAM policy on a single
-# instance group manager, so a project-level custom role holding only this
-# read permission is the narrowest grant there is.
-GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get"]
+# regionInstanceGroupManagers.listManagedInstances (the ghost sweep) needs read
+# access to the group. Compute Engine has no IAM policy on a single instance group
+# manager, so a project-level custom role holding only these read permissions is
+# the narrowest grant there is. listManagedInstances is documented under both names (REST reference: .get;
+# gcloud's list-instances: .list); both are read-only on group metadata.
+GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.list"]
 
 
 def build_identity(

@@ -6,7 +6,6 @@ the few extractors that differ per cloud; the assertions are the same.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -18,6 +17,7 @@ POOL_TYPE = "ghrunners:index:RunnerPool"
 WORLD = {"0.0.0.0/0", "::/0"}
 # Stack-level, shared by pools: providers and the GitHub side.
 SHARED_PREFIXES = ("pulumi:providers:", "github:")
+_RUNS: dict[tuple[type, str], dict[str, Recording]] = {}
 
 
 class BackendContract:
@@ -42,13 +42,16 @@ class BackendContract:
         return str(request.param)
 
     @pytest.fixture
-    def recordings(self, tmp_path: Path, credential: str) -> dict[str, Recording]:
-        recordings = {}
-        for name, text in self.files.items():
-            folder = tmp_path / name
-            folder.mkdir()
-            recordings[name] = run_file(folder, text, app=credential == "app")
-        return recordings
+    def recordings(self, tmp_path_factory: pytest.TempPathFactory, credential: str) -> dict[str, Recording]:
+        # Each file runs once per credential kind, not once per test: the
+        # recordings are only read, and the suites stay fast.
+        key = (type(self), credential)
+        if key not in _RUNS:
+            _RUNS[key] = {
+                name: run_file(tmp_path_factory.mktemp(f"{name}-{credential}"), text, app=credential == "app")
+                for name, text in self.files.items()
+            }
+        return _RUNS[key]
 
     def test_every_resource_is_parented_under_its_pool(self, recordings: dict[str, Recording]) -> None:
         for recording in recordings.values():

@@ -1,0 +1,484 @@
+"""The GCP backend under the recording engine: every resource and its key properties."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+import pytest
+
+from plan.engine import Recording, run
+from providers.base import PoolProblem, StackContext
+from providers.gcp import GcpNames
+from providers.gcp.backend import GcpBackend
+from providers.gcp.group import UBUNTU_IMAGE
+from providers.gcp.network import IAP_RANGE
+from providers.pool import RUNNER_POOL_TYPE, RunnerPool
+from schema.models import GcpPool, GitHubTarget
+
+SENTINEL = "ghp_SENTINEL0gcp0credential0must0never0leak"
+CONFIG = {"gcp:project": "ci-project", "gcp:region": "europe-west4"}
+STACK = "test"
+GROUP = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
+FIREWALL = "gcp:compute/firewall:Firewall"
+PROVIDER = "pulumi:providers:gcp"
+NETWORK_TYPES = (
+    "gcp:compute/network:Network",
+    "gcp:compute/subnetwork:Subnetwork",
+    "gcp:compute/router:Router",
+    "gcp:compute/routerNat:RouterNat",
+)
+IAM_TYPES = (
+    "gcp:secretmanager/secretIamMember:SecretIamMember",
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:projects/iAMCustomRole:IAMCustomRole",
+)
+
+
+def pool_of(**fields: Any) -> GcpPool:
+    return GcpPool.model_validate({"name": "codex", "provider": "gcp", **fields})
+
+
+def context() -> StackContext:
+    # Inside the program: a secret Output needs the running Pulumi runtime.
+    return StackContext(
+        project="gh-runners",
+        stack=pulumi.get_stack(),
+        github=GitHubTarget(repository="spigell/my-reforge-ai"),
+        credential=pulumi.Output.secret(json.dumps({"kind": "pat", "token": SENTINEL})),
+        credential_kind="pat",
+    )
+
+
+def plan(*pools: GcpPool, config: dict[str, str] | None = None) -> Recording:
+    def program() -> None:
+        ctx = context()
+        backend = GcpBackend(ctx)  # one backend for the whole program, as __main__ does
+        for pool in pools:
+            RunnerPool(pool, backend, ctx)
+
+    return run(program, config=config if config is not None else CONFIG, stack=STACK)
+
+
+def in_program(body: Callable[[GcpBackend], None], config: dict[str, str] | None = None) -> None:
+    """Run `body` with a backend inside a program (pulumi.Config needs the runtime)."""
+    run(lambda: body(GcpBackend(context())), config=config if config is not None else CONFIG, stack=STACK)
+
+
+def names(pool: str = "codex") -> GcpNames:
+    return GcpNames.of(STACK, pool)
+
+
+@pytest.fixture(scope="module")
+def default() -> Recording:
+    return plan(pool_of())
+
+
+# --- default pool -----------------------------------------------------------------
+
+
+def test_default_pool_resources(default: Recording) -> None:
+    kinds = sorted(r.type for r in default.resources if r.custom)
+    assert kinds == sorted(
+        [
+            PROVIDER,
+            *NETWORK_TYPES,
+            FIREWALL,
+            "gcp:secretmanager/secret:Secret",
+            "gcp:secretmanager/secretVersion:SecretVersion",
+            "gcp:serviceaccount/account:Account",
+            "gcp:secretmanager/secretIamMember:SecretIamMember",
+            "gcp:projects/iAMMember:IAMMember",
+            "gcp:projects/iAMMember:IAMMember",
+            "gcp:projects/iAMMember:IAMMember",
+            "gcp:projects/iAMCustomRole:IAMCustomRole",
+            TEMPLATE,
+            GROUP,
+        ]
+    )  # no autoscaler without schedules, no IAP rule unless asked
+
+
+def test_every_resource_uses_the_pool_parent_and_the_explicit_provider(default: Recording) -> None:
+    (pool,) = default.of_type(RUNNER_POOL_TYPE)
+    (provider,) = default.of_type(PROVIDER)
+    assert provider.name == "gcp-ci-project-europe-west4"
+    assert provider.inputs["project"] == "ci-project" and provider.inputs["region"] == "europe-west4"
+    assert provider.parent != pool.urn  # shared by every pool of that place
+    for record in default.resources:
+        if record.custom and record.type != PROVIDER:
+            assert record.parent == pool.urn, record.name
+            assert record.provider.startswith(provider.urn + "::"), record.name
+            assert record.name.startswith("codex-"), record.name
+
+
+def test_created_network_is_private_with_cloud_nat(default: Recording) -> None:
+    vpc = default.named("codex-vpc").inputs
+    assert vpc["autoCreateSubnetworks"] is False
+    subnet = default.named("codex-subnet").inputs
+    assert subnet["ipCidrRange"] == "10.128.0.0/20"
+    assert subnet["region"] == "europe-west4"
+    assert subnet["privateIpGoogleAccess"] is True
+    assert subnet["network"] == default.named("codex-vpc").outputs.get("id", subnet["network"])
+    router = default.named("codex-router").inputs
+    assert router["region"] == "europe-west4"
+    nat = default.named("codex-nat").inputs
+    assert nat["router"] == default.named("codex-router").outputs["name"]
+    assert nat["natIpAllocateOption"] == "AUTO_ONLY"
+    assert nat["sourceSubnetworkIpRangesToNat"] == "LIST_OF_SUBNETWORKS"
+    assert nat["subnetworks"] == [
+        {"name": default.named("codex-subnet").outputs["selfLink"], "sourceIpRangesToNats": ["ALL_IP_RANGES"]}
+    ]
+
+
+def test_firewall_denies_all_ingress_to_the_pool_tag(default: Recording) -> None:
+    (rule,) = default.of_type(FIREWALL)
+    assert rule.name == "codex-deny-all"
+    assert rule.inputs["direction"] == "INGRESS"
+    assert rule.inputs["denies"] == [{"protocol": "all"}]
+    assert "allows" not in rule.inputs
+    assert rule.inputs["priority"] == 65534
+    assert rule.inputs["targetTags"] == [names().group]
+    assert rule.inputs["network"] == default.named("codex-vpc").outputs["selfLink"]
+
+
+def test_instance_template(default: Recording) -> None:
+    template = default.named("codex-template").inputs
+    assert template["namePrefix"] == "ghr-test-codex-" and len(template["namePrefix"]) <= 37
+    assert "name" not in template
+    assert template["region"] == "europe-west4" and template["project"] == "ci-project"
+    assert template["machineType"] == "e2-standard-2"
+    (disk,) = template["disks"]
+    assert disk == {
+        "boot": True,
+        "autoDelete": True,
+        "sourceImage": UBUNTU_IMAGE.format(arch="amd64"),
+        "diskSizeGb": 40,
+        "diskType": "pd-balanced",
+        "labels": template["labels"],
+    }
+    (nic,) = template["networkInterfaces"]
+    assert "accessConfigs" not in nic  # no external IP
+    assert nic["subnetwork"] == default.named("codex-subnet").outputs["selfLink"]
+    assert template["shieldedInstanceConfig"] == {
+        "enableSecureBoot": True,
+        "enableVtpm": True,
+        "enableIntegrityMonitoring": True,
+    }
+    assert template["scheduling"] == {"provisioningModel": "STANDARD", "automaticRestart": True}
+    assert "maxRunDuration" not in template["scheduling"]
+    assert template["labels"] == {"gh-runners-pool": "codex", "gh-runners-stack": "test", "managed-by": "gh-runners"}
+    assert template["tags"] == [names().group]
+
+
+def test_template_metadata_carries_user_data_and_locks_ssh(default: Recording) -> None:
+    metadata = default.named("codex-template").inputs["metadata"]
+    assert set(metadata) == {"user-data", "enable-oslogin", "block-project-ssh-keys", "disable-legacy-endpoints"}
+    assert metadata["enable-oslogin"] == metadata["block-project-ssh-keys"] == "TRUE"
+    assert metadata["disable-legacy-endpoints"] == "TRUE"
+    user_data = metadata["user-data"]
+    assert user_data.startswith("#cloud-config")
+    # The agent finds its secret and group from user data: exactly the site's names.
+    assert f"projects/ci-project/secrets/{names().secret_id}" in user_data
+    assert names().group in user_data
+
+
+def test_template_runs_as_the_pool_service_account_with_cloud_platform_scope(default: Recording) -> None:
+    account = default.named("codex-sa")
+    service_account = default.named("codex-template").inputs["serviceAccount"]
+    assert service_account == {
+        "email": account.outputs["email"],
+        "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+    }
+    assert not service_account["email"].endswith("-compute@developer.gserviceaccount.com")
+
+
+def test_regional_group_updates_without_dropping_capacity(default: Recording) -> None:
+    group = default.named("codex-group").inputs
+    assert group["name"] == names().group == "ghr-test-codex"
+    assert group["baseInstanceName"] == names().base_instance
+    assert group["region"] == "europe-west4"
+    assert group["targetSize"] == 0  # size.desired defaults to size.min
+    assert group["versions"] == [
+        {"name": "runners", "instanceTemplate": default.named("codex-template").outputs["selfLink"]}
+    ]
+    assert "distributionPolicyZones" not in group  # GCP picks the zones
+    assert group["distributionPolicyTargetShape"] == "BALANCED"
+    assert group["updatePolicy"] == {
+        "type": "PROACTIVE",
+        "minimalAction": "REPLACE",
+        "mostDisruptiveAllowedAction": "REPLACE",
+        "replacementMethod": "SUBSTITUTE",
+        "maxSurgeFixed": 3,  # the mocked region's zone count
+        "maxUnavailableFixed": 0,
+        "instanceRedistributionType": "NONE",
+    }
+    # Recycling: a VM that powered itself off is recreated from the current template.
+    assert group["instanceLifecyclePolicy"] == {"defaultActionOnFailure": "REPAIR", "forceUpdateOnRepair": "YES"}
+
+
+# --- identity and the credential ------------------------------------------------
+
+
+def test_secret_lives_in_the_pool_region_with_labels(default: Recording) -> None:
+    secret = default.named("codex-secret").inputs
+    assert secret["secretId"] == names().secret_id == "ghr-test-codex-credential"
+    assert secret["replication"] == {"userManaged": {"replicas": [{"location": "europe-west4"}]}}
+    assert secret["labels"]["gh-runners-pool"] == "codex"
+    version = default.named("codex-credential")
+    assert version.inputs["secret"] == default.named("codex-secret").outputs["name"]
+    assert version.secret_paths == ["secretData"]
+    assert json.loads(version.inputs["secretData"]) == {"kind": "pat", "token": SENTINEL}
+
+
+def test_sentinel_credential_appears_only_as_a_secret(default: Recording) -> None:
+    holders = [r for r in default.resources if SENTINEL in repr(r.inputs)]
+    assert [r.name for r in holders] == ["codex-credential"]
+    for record in default.resources:
+        assert SENTINEL not in json.dumps(record.shown), record.name
+        assert SENTINEL not in json.dumps(record.component_outputs), record.name
+        if record.name != "codex-credential":
+            assert SENTINEL not in json.dumps(record.outputs), record.name
+    assert SENTINEL not in json.dumps(default.stack_outputs_shown)
+
+
+def test_service_account_is_dedicated(default: Recording) -> None:
+    account = default.named("codex-sa").inputs
+    assert account["accountId"] == names().account_id
+    assert 6 <= len(account["accountId"]) <= 30
+
+
+def test_iam_is_scoped_to_the_one_secret_and_the_one_account(default: Recording) -> None:
+    email = default.named("codex-sa").outputs["email"]
+    member = f"serviceAccount:{email}"
+    secret_grant = default.named("codex-sa-secret").inputs
+    assert secret_grant == {
+        "secretId": default.named("codex-secret").outputs["name"],
+        "project": "ci-project",
+        "role": "roles/secretmanager.secretAccessor",
+        "member": member,
+    }
+    project_roles = {r.inputs["role"] for r in default.of_type("gcp:projects/iAMMember:IAMMember")}
+    role_id = names().role_id
+    assert project_roles == {
+        "roles/logging.logWriter",
+        "roles/monitoring.metricWriter",
+        f"projects/ci-project/roles/{role_id}",
+    }
+    for grant in default.of_type("gcp:projects/iAMMember:IAMMember"):
+        assert grant.inputs["member"] == member and grant.inputs["project"] == "ci-project"
+        assert "condition" not in grant.inputs
+    custom = default.named("codex-group-role").inputs
+    assert custom["roleId"] == role_id and "-" not in role_id
+    # read one kind of thing, nothing else
+    assert custom["permissions"] == ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.list"]
+    # The secret accessor role is granted on the secret only, never on the project.
+    assert all("secretmanager" not in role for role in project_roles)
+
+
+# --- pool variants ----------------------------------------------------------------
+
+
+def test_existing_network_creates_no_network_but_still_the_firewall() -> None:
+    recording = plan(pool_of(network={"network": "shared-vpc", "subnetwork": "runners-eu"}, iap_ssh=True))
+    assert not [r for r in recording.resources if r.type in NETWORK_TYPES]
+    rules = recording.of_type(FIREWALL)
+    assert sorted(r.name for r in rules) == ["codex-deny-all", "codex-iap-ssh"]
+    assert {r.inputs["network"] for r in rules} == {"shared-vpc"}
+    assert {r.inputs["project"] for r in rules} == {"ci-project"}
+    (nic,) = recording.named("codex-template").inputs["networkInterfaces"]
+    assert nic["subnetwork"] == "runners-eu"
+    assert "accessConfigs" not in nic
+
+
+def test_shared_vpc_firewall_goes_to_the_host_project() -> None:
+    network = "https://www.googleapis.com/compute/v1/projects/net-host/global/networks/shared"
+    subnetwork = "https://www.googleapis.com/compute/v1/projects/net-host/regions/europe-west4/subnetworks/ci"
+    recording = plan(pool_of(network={"network": network, "subnetwork": subnetwork}))
+    (rule,) = recording.of_type(FIREWALL)
+    assert rule.inputs["project"] == "net-host" and rule.inputs["network"] == network
+    assert recording.named("codex-template").inputs["networkInterfaces"][0]["subnetwork"] == subnetwork
+
+
+def test_spot_pool_is_deleted_on_preemption() -> None:
+    recording = plan(pool_of(spot=True))
+    assert recording.named("codex-template").inputs["scheduling"] == {
+        "provisioningModel": "SPOT",
+        "preemptible": True,
+        "automaticRestart": False,
+        "onHostMaintenance": "TERMINATE",
+        "instanceTerminationAction": "DELETE",
+    }
+    assert '"drain_seconds": 20' in recording.named("codex-template").inputs["metadata"]["user-data"]
+
+
+def test_arm64_pool_uses_arm_machine_and_image() -> None:
+    recording = plan(pool_of(arch="arm64", disk={"size_gb": 100, "type": "pd-ssd"}))
+    template = recording.named("codex-template").inputs
+    assert template["machineType"] == "t2a-standard-2"
+    (disk,) = template["disks"]
+    assert disk["sourceImage"] == UBUNTU_IMAGE.format(arch="arm64")
+    assert (disk["diskSizeGb"], disk["diskType"]) == (100, "pd-ssd")
+
+
+def test_own_image_and_machine_type() -> None:
+    image = "projects/acme-images/global/images/family/runner-2404"
+    recording = plan(pool_of(image=image, machine_type="c3-standard-8"))
+    template = recording.named("codex-template").inputs
+    assert template["disks"][0]["sourceImage"] == image
+    assert template["machineType"] == "c3-standard-8"
+
+
+def test_iap_ssh_allows_port_22_from_iap_only() -> None:
+    recording = plan(pool_of(iap_ssh=True))
+    rule = recording.named("codex-iap-ssh").inputs
+    assert rule["allows"] == [{"protocol": "tcp", "ports": ["22"]}]
+    assert rule["sourceRanges"] == [IAP_RANGE] == ["35.235.240.0/20"]
+    assert rule["direction"] == "INGRESS" and rule["priority"] == 1000
+    assert rule["targetTags"] == [names().group]
+    for firewall in recording.of_type(FIREWALL):
+        if "allows" in firewall.inputs:
+            assert not {"0.0.0.0/0", "::/0"} & set(firewall.inputs["sourceRanges"])
+
+
+def test_pool_zones_pin_the_distribution_and_the_surge() -> None:
+    recording = plan(pool_of(zones=["europe-west4-a", "europe-west4-b"], size={"min": 1, "max": 4, "desired": 2}))
+    group = recording.named("codex-group").inputs
+    assert group["distributionPolicyZones"] == ["europe-west4-a", "europe-west4-b"]
+    assert group["updatePolicy"]["maxSurgeFixed"] == 2
+    assert group["targetSize"] == 2
+
+
+def test_schedules_make_an_autoscaler_that_owns_the_size() -> None:
+    recording = plan(
+        pool_of(
+            size={"min": 0, "max": 6, "desired": 1},
+            schedules=[
+                {"cron": "0 8 * * mon-fri", "desired": 4, "time_zone": "Europe/Berlin"},
+                {"cron": "0 20 * * mon-fri", "desired": 0, "time_zone": "Europe/Berlin"},
+            ],
+        )
+    )
+    group = recording.named("codex-group")
+    assert "targetSize" not in group.inputs
+    scaler = recording.named("codex-autoscaler").inputs
+    assert scaler["target"] == group.outputs.get("id", scaler["target"])
+    policy = scaler["autoscalingPolicy"]
+    assert (policy["minReplicas"], policy["maxReplicas"], policy["mode"]) == (0, 6, "ON")
+    assert policy["cpuUtilization"] == {"target": 1}  # CPU never adds nor removes runners
+    assert policy["scalingSchedules"] == [
+        {
+            "name": "schedule-0",
+            "schedule": "0 8 * * 1-5",
+            "timeZone": "Europe/Berlin",
+            "durationSec": 12 * 3600,
+            "minRequiredReplicas": 4,
+            "description": "gh-runners: 4 VMs from `0 8 * * mon-fri` (Europe/Berlin)",
+        }
+    ]
+
+
+def test_schedule_problems_surface_before_any_resource() -> None:
+    pool = pool_of(size={"max": 3}, schedules=[{"cron": "0 8 * * 1-5", "desired": 2}])
+
+    def body(backend: GcpBackend) -> None:
+        with pytest.raises(PoolProblem) as caught:
+            RunnerPool(pool, backend, backend.context)
+        assert caught.value.field == ("schedules", 0)
+        assert "1 day or 3 days" in caught.value.message
+
+    in_program(body)
+
+
+def test_two_projects_and_regions_in_one_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str | None, str | None]] = []
+    real = gcp.compute.get_zones_output
+
+    def counting(**kwargs: Any) -> Any:
+        calls.append((kwargs.get("project"), kwargs.get("region")))
+        return real(**kwargs)
+
+    monkeypatch.setattr(gcp.compute, "get_zones_output", counting)
+    recording = plan(
+        pool_of(name="eu-a"),
+        pool_of(name="eu-b", size={"max": 2}),
+        pool_of(name="us", project="other-project", region="us-east1"),
+    )
+    providers = {r.name: r for r in recording.of_type(PROVIDER)}
+    assert sorted(providers) == ["gcp-ci-project-europe-west4", "gcp-other-project-us-east1"]
+    assert sorted(calls) == [("ci-project", "europe-west4"), ("other-project", "us-east1")]  # once per place
+    for pool, place in (
+        ("eu-a", "gcp-ci-project-europe-west4"),
+        ("eu-b", "gcp-ci-project-europe-west4"),
+        ("us", "gcp-other-project-us-east1"),
+    ):
+        (pool_record,) = [r for r in recording.of_type(RUNNER_POOL_TYPE) if r.name == pool]
+        children = recording.descendants_of(pool_record.urn)
+        assert children
+        assert all(c.provider.startswith(providers[place].urn + "::") for c in children if c.custom)
+    us_group = recording.named("us-group").inputs
+    assert (us_group["project"], us_group["region"]) == ("other-project", "us-east1")
+    assert recording.named("us-secret").inputs["replication"]["userManaged"]["replicas"] == [{"location": "us-east1"}]
+    assert recording.named("us-sa-group").inputs["role"].startswith("projects/other-project/roles/")
+    # Names stay distinct per pool.
+    groups = [r.inputs["name"] for r in recording.of_type(GROUP)]
+    assert sorted(groups) == ["ghr-test-eu-a", "ghr-test-eu-b", "ghr-test-us"]
+
+
+# --- site --------------------------------------------------------------------------
+
+
+def test_site_uses_stack_config_and_pool_values_win() -> None:
+    def body(backend: GcpBackend) -> None:
+        site = backend.site(pool_of())
+        assert (site.cloud, site.project, site.region) == ("gcp", "ci-project", "europe-west4")
+        assert site.group_name == "ghr-test-codex"
+        assert site.secret_name == "projects/ci-project/secrets/ghr-test-codex-credential"
+        assert site.agent_location()["drain_seconds"] == "90"
+        own = backend.site(pool_of(project="own-project", region="us-west1"))
+        assert (own.project, own.region) == ("own-project", "us-west1")
+        assert own.secret_name.startswith("projects/own-project/secrets/")
+
+    in_program(body)
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "words"),
+    [
+        ({"gcp:region": "europe-west4"}, ("project",), "pulumi config set gcp:project"),
+        ({"gcp:project": "ci-project"}, ("region",), "pulumi config set gcp:region"),
+    ],
+)
+def test_site_without_project_or_region_names_the_fix(config: dict[str, str], field: tuple[str], words: str) -> None:
+    def body(backend: GcpBackend) -> None:
+        with pytest.raises(PoolProblem) as caught:
+            backend.site(pool_of())
+        assert caught.value.field == field
+        assert words in caught.value.message
+
+    in_program(body, config=config)
+
+
+def test_zone_outside_the_configured_region_is_a_pool_problem() -> None:
+    def body(backend: GcpBackend) -> None:
+        with pytest.raises(PoolProblem) as caught:
+            backend.site(pool_of(zones=["us-east1-b"]))
+        assert caught.value.field == ("zones", 0)
+
+    in_program(body)
+
+
+def test_long_names_fit_gcp_limits() -> None:
+    long = GcpNames.of("Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z")
+    assert len(long.group) <= 63 and re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", long.group)
+    assert len(long.base_instance) <= 58
+    assert len(long.template_prefix) <= 37 and long.template_prefix.endswith("-")
+    assert 6 <= len(long.account_id) <= 30
+    assert len(long.role_id) <= 64 and "-" not in long.role_id
+    assert GcpNames.of("dev", "x").account_id == "ghr-dev-x"
+    # Deterministic: the same stack and pool always give the same names.
+    assert GcpNames.of("Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z") == long

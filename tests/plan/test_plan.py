@@ -1,0 +1,104 @@
+"""`python -m plan`: golden text and JSON plans, warnings, and no secret in any of it.
+
+Regenerate the golden files after an intended change with:
+    UPDATE_GOLDEN=1 venv/bin/python -m pytest tests/plan
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from plan.__main__ import PLACEHOLDER_TOKEN, main
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+CASES = {
+    "example": ROOT / "runners.yaml",
+    "organization": ROOT / "tests" / "schema" / "valid" / "organization-groups.yaml",
+}
+
+
+def run_plan(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _cwd(ROOT):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):  # type: ignore[no-untyped-def]
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"plan changed: review, then UPDATE_GOLDEN=1 ({path})"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_text_plan_matches_golden(case: str) -> None:
+    code, out, err = run_plan(str(CASES[case].relative_to(ROOT)))
+    assert code == 0, err
+    check_golden(f"{case}.txt", out)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_json_plan_matches_golden_and_is_sorted(case: str) -> None:
+    code, out, err = run_plan(str(CASES[case].relative_to(ROOT)), "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert out == json.dumps(document, indent=2, sort_keys=True) + "\n"
+    check_golden(f"{case}.json", out)
+
+
+def test_plan_is_stable_across_runs() -> None:
+    first = run_plan("runners.yaml", "--json")[1]
+    assert first == run_plan("runners.yaml", "--json")[1]
+
+
+def test_plan_shows_no_secret_value() -> None:
+    for args in (("runners.yaml",), ("runners.yaml", "--json")):
+        code, out, _ = run_plan(*args)
+        assert code == 0
+        assert PLACEHOLDER_TOKEN not in out
+        assert "[secret]" in out
+
+
+def test_example_plan_has_every_pool_and_the_reviewer_warnings() -> None:
+    document = json.loads(run_plan("runners.yaml", "--json")[1])
+    pools = {pool["name"]: pool for pool in document["pools"]}
+    assert set(pools) == {"codex", "general"}
+    assert any("public repository" in w for w in pools["codex"]["warnings"])
+    types = {r["type"] for r in pools["codex"]["resources"]}
+    assert {"aws:autoscaling/group:Group", "aws:ec2/launchTemplate:LaunchTemplate", "aws:ssm/parameter:Parameter"} <= types
+    assert pools["general"]["resources"], "the GCP pool builds resources"
+
+
+def test_root_equivalent_and_persistent_pools_are_flagged() -> None:
+    document = json.loads(run_plan(str(CASES["organization"].relative_to(ROOT)), "--json")[1])
+    warnings = {pool["name"]: " ".join(pool["warnings"]) for pool in document["pools"]}
+    assert "root-equivalent" in warnings["gpu-free"]
+    assert "persistent" in warnings["gpu-free"]
+    assert "root-equivalent" not in warnings["build-x64"]
+
+
+def test_invalid_file_exits_1_with_located_messages(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ngithub: {repository: a/b}\npools:\n  - {name: x, provider: aws, size: {min: 2, max: 1}}\n")
+    code, out, err = run_plan(str(bad))
+    assert code == 1 and not out
+    assert err == f"{bad}:4:30: pools[0].size: min (2) is greater than max (1)\n"
