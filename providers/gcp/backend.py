@@ -7,7 +7,7 @@ import pulumi_gcp as gcp
 
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
 from providers.gcp import GcpNames
-from providers.gcp.group import build_vm_group
+from providers.gcp.group import build_vm_group, scaling_schedules
 from providers.gcp.identity import build_identity
 from providers.gcp.network import build_network
 from providers.tags import pool_tags
@@ -73,6 +73,9 @@ class GcpBackend(Backend[GcpPool]):
             # from stack config is only known here.
             if zone.rsplit("-", 1)[0] != region:
                 raise PoolProblem(("zones", i), f"zone {zone} is not in region {region}")
+        # Schedules GCP's autoscaler cannot express fail here, before the pool
+        # has created anything.
+        scaling_schedules(pool)
         names = self._names(pool)
         return Site(
             cloud="gcp",
@@ -84,7 +87,7 @@ class GcpBackend(Backend[GcpPool]):
         )
 
     def network(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Network:
-        return build_network(pool, site.region, self._names(pool).group, self._opts(site, parent))
+        return build_network(pool, _place(site)[0], site.region, self._names(pool).group, self._opts(site, parent))
 
     def identity(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Identity:
         return build_identity(

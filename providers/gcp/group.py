@@ -43,7 +43,7 @@ def build_vm_group(
     opts: pulumi.ResourceOptions,
 ) -> VmGroup:
     name = pool.name
-    schedules = scaling_schedules(pool)  # PoolProblem before any resource exists
+    schedules = scaling_schedules(pool)
     template = gcp.compute.RegionInstanceTemplate(
         part(name, "template"),
         # A prefix, not a name: a changed template is a new one, created before
@@ -142,11 +142,11 @@ def build_vm_group(
                 min_replicas=autoscaler_floor(pool),
                 max_replicas=pool.size.max,
                 mode="ON",
-                # The schedules are the only signal. Without a signal GCP would
-                # scale on CPU at 60% and delete VMs -- busy runners among them --
-                # whenever the load drops. A target of 1.0 (the maximum) never
-                # asks for more VMs than run at full load, so CPU neither adds
-                # nor, below the schedules' floor, removes any.
+                # The schedules are the only signal. Left at its 0.6 default, the
+                # CPU signal would add VMs under load and delete VMs -- busy
+                # runners among them -- whenever the load drops. A target of 1.0
+                # (the maximum) never asks for more VMs than run at full load, so
+                # CPU adds none, and it cannot go below the schedules' floor.
                 cpu_utilization=gcp.compute.RegionAutoscalerAutoscalingPolicyCpuUtilizationArgs(target=1.0),
                 scaling_schedules=[
                     gcp.compute.RegionAutoscalerAutoscalingPolicyScalingScheduleArgs(
@@ -178,7 +178,10 @@ def _scheduling(pool: GcpPool) -> gcp.compute.RegionInstanceTemplateSchedulingAr
         )
     # Standard VMs keep GCP's defaults (live migration where the machine series
     # has it, automatic restart after a host failure). No max_run_duration: a
-    # persistent runner lives until it is replaced.
+    # persistent runner lives until it is replaced. No graceful_shutdown either:
+    # pulumi_gcp has scheduling.graceful_shutdown, but GCP does not offer it to
+    # VMs of a managed instance group; the agent drains within the ordinary
+    # ACPI shutdown window instead (see DRAIN_SECONDS in backend.py).
     return gcp.compute.RegionInstanceTemplateSchedulingArgs(provisioning_model="STANDARD", automatic_restart=True)
 
 
@@ -191,7 +194,7 @@ def _scheduling(pool: GcpPool) -> gcp.compute.RegionInstanceTemplateSchedulingAr
 # fires. So: the floor is the smallest size any schedule (or size.min) asks for;
 # every schedule above it becomes a window lasting until the size next changes.
 # GCP has one duration per window, so that time must be the same after every
-# firing; it is worked out by walking the schedules over a whole year.
+# firing; it is worked out by walking the schedules over a week or a year.
 
 
 @dataclass(frozen=True)
@@ -249,17 +252,22 @@ def scaling_schedules(pool: GcpPool) -> list[Window]:
     return windows
 
 
-# A fixed, ordinary span: a year of firings to measure, and the next year to
-# find where the last of them ends. Deterministic whatever day `pulumi up` runs.
-_MEASURED = (date(2025, 1, 1), date(2026, 1, 1))
-_HORIZON = date(2027, 1, 1)
+# Fixed, ordinary spans, so the answer never depends on the day `pulumi up` runs:
+# firings are measured over one span, and followed to a later horizon to see
+# where the last of them ends. Schedules on every day of every month, in one
+# time zone, repeat weekly on their wall clock: a week tells all. Anything else
+# (days of the month, months, several zones) is walked over a whole year.
+_WEEK = (date(2025, 1, 6), date(2025, 1, 13), date(2025, 1, 27))  # from a Monday
+_YEAR = (date(2025, 1, 1), date(2026, 1, 1), date(2027, 1, 1))
 
 
 def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
     """Per schedule, every distinct time (seconds, on its own wall clock) its size lasts."""
+    weekly = len({s.time_zone for s in schedules}) == 1 and all(s.cron.split()[2:4] == ["*", "*"] for s in schedules)
+    first, measured_end, horizon = _WEEK if weekly else _YEAR
     events: list[tuple[datetime, int]] = []  # (UTC instant, schedule index)
     for i, schedule in enumerate(schedules):
-        events += [(instant, i) for instant in _firings(schedule, _MEASURED[0], _HORIZON)]
+        events += [(instant, i) for instant in _firings(schedule, first, horizon)]
     events.sort()
     for (when, i), (other_when, j) in itertools.pairwise(events):
         if when == other_when and schedules[i].desired != schedules[j].desired:
@@ -273,9 +281,10 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
     next_change: list[int | None] = [None] * len(events)
     for k in range(len(events) - 2, -1, -1):
         next_change[k] = k + 1 if sizes[k + 1] != sizes[k] else next_change[k + 1]
+    uniform = len(set(sizes)) <= 1
     own = [[when for when, i in events if i == index] for index in range(len(schedules))]
-    start = datetime.combine(_MEASURED[0], datetime.min.time(), timezone.utc)
-    end = datetime.combine(_MEASURED[1], datetime.min.time(), timezone.utc)
+    start = datetime.combine(first, datetime.min.time(), timezone.utc)
+    end = datetime.combine(measured_end, datetime.min.time(), timezone.utc)
     durations: list[set[int]] = [set() for _ in schedules]
     for k, (when, i) in enumerate(events):
         if not start <= when < end:
@@ -283,13 +292,15 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
         change = next_change[k]
         if change is not None:
             until = events[change][0]
-        else:
+        elif uniform:
             # Every schedule sets the same size: the window only has to reach
             # this schedule's own next firing.
             later = bisect.bisect_right(own[i], when)
             if later == len(own[i]):
                 continue
             until = own[i][later]
+        else:
+            continue  # the change lies past the horizon: only for firings after the measured span
         zone = ZoneInfo(schedules[i].time_zone)
         # Measured on the schedule's wall clock, as GCP reads its cron: a window
         # spanning a DST change is still "20:00 to 08:00".

@@ -26,21 +26,21 @@ ALLOW_PRIORITY = 1000
 _PROJECT_IN_LINK = re.compile(r"projects/([^/]+)/global/networks/")
 
 
-def build_network(pool: GcpPool, region: str, tag: str, opts: pulumi.ResourceOptions) -> Network:
+def build_network(pool: GcpPool, project: str, region: str, tag: str, opts: pulumi.ResourceOptions) -> Network:
     name = pool.name
     nat = not pool.network.existing
     if nat:
-        network, subnetwork = _created_network(pool, region, opts)
+        network, subnetwork = _created_network(pool, project, region, opts)
         network_ref: pulumi.Input[str] = network.self_link
         subnet_ref: pulumi.Input[str] = subnetwork.self_link
-        firewall_project: str | None = None
+        firewall_project = project
     else:
         network_ref = pool.network.network or ""
         subnet_ref = pool.network.subnetwork or ""
         # A Shared VPC network is named by its self link in the host project:
         # its firewall rules must live there too.
         host = _PROJECT_IN_LINK.search(network_ref)
-        firewall_project = host.group(1) if host else None
+        firewall_project = host.group(1) if host else project
 
     rules = [
         gcp.compute.Firewall(
@@ -72,19 +72,20 @@ def build_network(pool: GcpPool, region: str, tag: str, opts: pulumi.ResourceOpt
             )
         )
     return Network(
-        subnet_ids=pulumi.Output.from_input(subnet_ref).apply(lambda link: [link]),
-        firewall_ids=pulumi.Output.all(*[rule.id for rule in rules]),
+        subnet_ids=[subnet_ref],
+        firewall_ids=[rule.id for rule in rules],
         public_ip=False,
         nat=nat,
     )
 
 
 def _created_network(
-    pool: GcpPool, region: str, opts: pulumi.ResourceOptions
+    pool: GcpPool, project: str, region: str, opts: pulumi.ResourceOptions
 ) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
     name = pool.name
     network = gcp.compute.Network(
         part(name, "vpc"),
+        project=project,
         description=f"gh-runners pool {name}",
         auto_create_subnetworks=False,
         routing_mode="REGIONAL",
@@ -92,6 +93,7 @@ def _created_network(
     )
     subnetwork = gcp.compute.Subnetwork(
         part(name, "subnet"),
+        project=project,
         description=f"gh-runners pool {name}",
         network=network.id,
         region=region,
@@ -103,6 +105,7 @@ def _created_network(
     )
     router = gcp.compute.Router(
         part(name, "router"),
+        project=project,
         description=f"gh-runners pool {name}: Cloud NAT for runner VMs without external IPs",
         network=network.id,
         region=region,
@@ -110,12 +113,13 @@ def _created_network(
     )
     gcp.compute.RouterNat(
         part(name, "nat"),
+        project=project,
         router=router.name,
         region=region,
         nat_ip_allocate_option="AUTO_ONLY",
         source_subnetwork_ip_ranges_to_nat="LIST_OF_SUBNETWORKS",
         subnetworks=[
-            gcp.compute.RouterNatSubnetworkArgs(name=subnetwork.id, source_ip_ranges_to_nats=["ALL_IP_RANGES"])
+            gcp.compute.RouterNatSubnetworkArgs(name=subnetwork.self_link, source_ip_ranges_to_nats=["ALL_IP_RANGES"])
         ],
         # Busy runners open many connections (docker pulls, package mirrors):
         # let a VM grow its port allocation instead of failing to connect.
