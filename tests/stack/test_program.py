@@ -77,6 +77,7 @@ def test_outputs_per_pool_never_hold_the_secret(tmp_path: Path, app: bool) -> No
     assert pool == {
         "provider": "aws",
         "region": "eu-central-1",
+        "project": None,
         "labels": ["self-hosted", "linux", "x64"],
         "runsOn": "[self-hosted, linux, x64]",
         "groupName": "ghr-test-a",
