@@ -286,7 +286,8 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Sorted, one key per line: reviewable diffs when the package is bumped.
     path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size // 1024} KiB)")
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    print(f"wrote {shown} ({path.stat().st_size // 1024} KiB)")
 
 
 def main(argv: list[str] | None = None) -> int:

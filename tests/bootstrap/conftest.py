@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,11 +25,11 @@ import pytest
 # whichever __init__.py files exist above this directory.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from doubles.aws import AwsEnv, AwsFront, MotoServer  # noqa: E402
-from doubles.gcp import GcpDoubles  # noqa: E402
-from doubles.github import GitHubDouble  # noqa: E402
-from doubles.imds import ImdsDouble  # noqa: E402
-from doubles.runner_tarball import DEFAULT_VERSION, build_runner_tarball, read_records  # noqa: E402
+from doubles.aws import AwsEnv, AwsFront, MotoServer
+from doubles.gcp import GcpDoubles
+from doubles.github import GitHubDouble
+from doubles.imds import ImdsDouble
+from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_tarball
 
 
 def _no_violations(name: str, violations: list[str]) -> None:
@@ -62,14 +61,63 @@ def imds_server() -> Iterator[ImdsDouble]:
     server.stop()
 
 
+class _MotoBoot:
+    """moto_server started and warmed in the background as soon as collection shows
+    a test wants ``aws``: its lazy backend loading then overlaps other tests."""
+
+    def __init__(self) -> None:
+        self.server: MotoServer | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="moto-boot", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.server = MotoServer().start()
+            self.server.warm()
+        except BaseException as exc:  # reported by the fixture, in the test that needs it
+            self.error = exc
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.join(60)
+        if self.server is not None:
+            self.server.stop()
+
+    def get(self) -> MotoServer:
+        self.begin()
+        assert self.thread is not None
+        self.thread.join(60)
+        if self.error is not None or self.server is None:
+            raise RuntimeError("moto_server failed to start") from self.error
+        return self.server
+
+
+_moto_boot = _MotoBoot()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Also when no test ended up using it (-x, interrupted runs): no orphan moto_server.
+    _moto_boot.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: only boot moto if a selected test needs it.
+    if any("aws" in getattr(item, "fixturenames", ()) for item in session.items):
+        _moto_boot.begin()
+
+
 @pytest.fixture(scope="session")
 def aws_session(imds_server: ImdsDouble) -> Iterator[AwsEnv]:
-    moto = MotoServer().start()
+    moto = _moto_boot.get()
     front = AwsFront(moto, imds_server).start()
     env = AwsEnv(moto, front, imds_server)
     yield env
-    front.stop()
-    moto.stop()
+    front.stop()  # moto itself is stopped by pytest_sessionfinish
 
 
 # -- per-test views -----------------------------------------------------------------
@@ -83,19 +131,6 @@ def github(github_server: GitHubDouble) -> Iterator[GitHubDouble]:
     github_server.reset()
     yield github_server
     _no_violations("github", list(github_server.violations))
-
-
-@dataclass
-class RunnerRelease:
-    """The fake runner tarball as published on the GitHub double."""
-
-    version: str
-    tarball: Path
-    sha256: str
-    record: Path  # JSON lines written by the fake runner's scripts
-
-    def records(self, event: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in read_records(self.record) if event is None or r["event"] == event]
 
 
 @pytest.fixture

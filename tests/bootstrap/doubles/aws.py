@@ -33,6 +33,7 @@ IMDS itself is :mod:`imds` (moto's is not IMDSv2: see there).
 
 from __future__ import annotations
 
+import atexit
 import calendar
 import hashlib
 import hmac
@@ -74,6 +75,7 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         self.proc = subprocess.Popen([str(self.executable), "-H", "127.0.0.1", "-p", "0"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
+        atexit.register(self.stop)  # however the test process ends, no orphan server
         found = threading.Event()
 
         def drain() -> None:  # keep reading so moto never blocks on a full stderr pipe
@@ -90,18 +92,36 @@ class MotoServer:
             raise RuntimeError("moto_server did not report its address")
         return self
 
+    def warm(self) -> None:
+        """Touch each backend once: moto loads them lazily (~1 s for SSM alone) and
+        a test should not pay that inside its own timing. Raw requests, not boto3:
+        this runs in a thread of the test process and should cost it nothing."""
+        stamp = time.strftime("%Y%m%d", time.gmtime())
+        calls = {  # service -> (X-Amz-Target or None, body)
+            "ssm": ("AmazonSSM.DescribeParameters", "{}"),
+            "autoscaling": (None, "Action=DescribeAutoScalingGroups&Version=2011-01-01"),
+            "ec2": (None, "Action=DescribeLaunchTemplates&Version=2016-11-15"),
+            "iam": (None, "Action=ListRoles&Version=2010-05-08"),
+            "sts": (None, "Action=GetCallerIdentity&Version=2011-06-15"),
+        }
+        for service, (target, body) in calls.items():
+            # moto routes on the credential scope's service; it does not check the signature.
+            headers = {"Authorization": f"AWS4-HMAC-SHA256 Credential={SEED_CREDENTIALS['aws_access_key_id']}/"
+                                        f"{stamp}/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+                       "Content-Type": "application/x-amz-json-1.1" if target else
+                       "application/x-www-form-urlencoded"}
+            if target:
+                headers["X-Amz-Target"] = target
+            _request(self.url, "POST", "/", body.encode(), headers)
+
     def reset(self) -> None:
         """Wipe every moto backend (between tests)."""
         _request(self.url, "POST", "/moto-api/reset")
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.proc.kill()  # nothing to flush; SIGTERM costs werkzeug a second
+            self.proc.wait()
             self.proc = None
 
 
@@ -206,7 +226,8 @@ class AwsFront(HttpDouble):
                                 or a.token == params.get("LifecycleActionToken"))), None)
             if action is None:
                 ident = params.get("InstanceId") or params.get("LifecycleActionToken")
-                return _query_error(400, "ValidationError", f"No active Lifecycle Action found with instance ID {ident}")
+                message = f"No active Lifecycle Action found with instance ID {ident}"
+                return _query_error(400, "ValidationError", message)
             if action_name == "RecordLifecycleActionHeartbeat":
                 action.heartbeats += 1
                 self.changed()
@@ -287,7 +308,8 @@ class AwsFront(HttpDouble):
 
     def _validate(self, service: str, action: str, params: dict[str, Any], json_protocol: bool) -> list[str]:
         """Check params against botocore's model (JSON bodies; flat Query parameters)."""
-        from botocore.exceptions import OperationNotFoundError, UnknownServiceError
+        from botocore.exceptions import UnknownServiceError
+        from botocore.model import OperationNotFoundError
         from botocore.validate import ParamValidator
 
         try:

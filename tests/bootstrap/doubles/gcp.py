@@ -149,7 +149,8 @@ class MetadataDouble(HttpDouble):
         sa = {"email": s.service_account, "scopes": "\n".join(s.scopes) + "\n", "aliases": "default\n"}
         return {
             "instance": {
-                "id": s.instance_id, "name": s.instance_name, "hostname": f"{s.instance_name}.{s.zone}.c.{s.project_id}.internal",
+                "id": s.instance_id, "name": s.instance_name,
+                "hostname": f"{s.instance_name}.{s.zone}.c.{s.project_id}.internal",
                 "zone": f"projects/{s.project_number}/zones/{s.zone}",
                 "machine-type": f"projects/{s.project_number}/machineTypes/{s.machine_type}",
                 "attributes": dict(s.attributes), "preempted": "TRUE" if s.preempted else "FALSE",
@@ -196,16 +197,16 @@ class MetadataDouble(HttpDouble):
                 return Response(200, listing, headers, "application/text")
             if q.get("wait_for_change") == "true":
                 value = self._wait_for_change(parts, value, q)
-            etag = hashlib.sha1(str(value).encode()).hexdigest()[:16]
+            etag = hashlib.sha256(str(value).encode()).hexdigest()[:16]
             body = json.dumps(value) if q.get("alt") == "json" else value
             return Response(200, body, {**headers, "ETag": etag}, "application/text")
 
     def _wait_for_change(self, parts: list[str], value: Any, q: dict[str, str]) -> Any:
         """Hang until the value's ETag differs from ``last_etag`` (or from now)."""
-        start_etag = q.get("last_etag") or hashlib.sha1(str(value).encode()).hexdigest()[:16]
+        start_etag = q.get("last_etag") or hashlib.sha256(str(value).encode()).hexdigest()[:16]
         deadline = time.monotonic() + float(q.get("timeout_sec", 60))
         release = self._release  # set when the test ends: do not hang past it
-        while hashlib.sha1(str(value).encode()).hexdigest()[:16] == start_etag:
+        while hashlib.sha256(str(value).encode()).hexdigest()[:16] == start_etag:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or release.is_set():
                 break

@@ -202,7 +202,7 @@ class Scope:
     def owner(self) -> str:
         return self.name.split("/")[0]
 
-    def add_group(self, name: str, *, id: int | None = None, **kw: Any) -> RunnerGroup:  # noqa: A002
+    def add_group(self, name: str, *, id: int | None = None, **kw: Any) -> RunnerGroup:
         assert self.kind != "repo", "repositories have no runner groups"
         gid = id if id is not None else self._next_id()
         self.groups[gid] = RunnerGroup(gid, name, **kw)
@@ -286,7 +286,7 @@ class Job:
     runner_name: str | None = None
     probe_urls: list[str] = field(default_factory=list)
     command: str | None = None
-    state: str = "queued"  # queued | in_progress | completed
+    state: str = "queued"  # queued | assigned (sent to a runner) | in_progress (runner acknowledged) | completed
     result: str | None = None  # succeeded | failed | cancelled
     runner_id: int | None = None
     started: float | None = None
@@ -299,7 +299,7 @@ class Job:
 
     def wait_started(self, timeout: float = 10.0) -> Job:
         assert self.double is not None
-        self.double.wait_for(lambda: self.state != "queued", timeout, f"job {self.name} to start")
+        self.double.wait_for(lambda: self.state in ("in_progress", "completed"), timeout, f"job {self.name} to start")
         return self
 
     def wait_completed(self, timeout: float = 10.0) -> Job:
@@ -535,7 +535,7 @@ class GitHubDouble(HttpDouble):
             if template.startswith("/app/installations/"):
                 return self._access_token(req, int(params["installation_id"]), body)
             if template.startswith("/repos/{owner}/{repo}/releases/tags/"):
-                return self._release(req, params)
+                return self._get_release(req, params)
             scope = self._scope_for(template, params)
             auth = self._authorize(req, scope)
             if auth is not None:
@@ -728,7 +728,7 @@ class GitHubDouble(HttpDouble):
 
     # -- releases and downloads ---------------------------------------------------
 
-    def _release(self, req: Request, params: dict[str, str]) -> Response:
+    def _get_release(self, req: Request, params: dict[str, str]) -> Response:
         token = self._bearer(req)
         if token is not None and token not in self.pats and token not in self.installation_tokens:
             return _error(401, "Bad credentials")  # public endpoint, but a bad token still fails
@@ -761,7 +761,8 @@ class GitHubDouble(HttpDouble):
                 "browser_download_url": f"{self.url}/actions/runner/releases/download/v{rel.version}/{name}",
             })
         return {
-            "url": f"{repo_api}/releases/{rel.id}", "html_url": f"{self.url}/actions/runner/releases/tag/v{rel.version}",
+            "url": f"{repo_api}/releases/{rel.id}",
+            "html_url": f"{self.url}/actions/runner/releases/tag/v{rel.version}",
             "assets_url": f"{repo_api}/releases/{rel.id}/assets",
             "upload_url": f"{self.url}/uploads/repos/actions/runner/releases/{rel.id}/assets{{?name,label}}",
             "tarball_url": f"{repo_api}/tarball/v{rel.version}", "zipball_url": f"{repo_api}/zipball/v{rel.version}",
@@ -812,16 +813,30 @@ class GitHubDouble(HttpDouble):
                 return Response(200, {"runner": run.api()})
             if parts == ["sessions"] and req.method == "DELETE":
                 run.status = "offline"
+                for job in self.jobs:  # a runner leaving mid-job loses it; an unacknowledged one is re-queued
+                    if job.runner_id == run.id and job.state == "assigned":
+                        job.state, job.runner_id = "queued", None
+                    elif job.runner_id == run.id and job.state == "in_progress":
+                        self._complete(job, "cancelled")
                 self.changed()
                 return Response(204)
             if parts == ["message"] and req.method == "GET":
                 return self._svc_message(run, scope, float((req.query.get("wait") or ["20"])[0]))
-            if len(parts) == 3 and parts[0] == "jobs" and parts[2] in ("wait", "cancel"):
+            if len(parts) == 3 and parts[0] == "jobs" and parts[2] in ("start", "wait", "cancel"):
                 job = next((j for j in self.jobs if j.id == int(parts[1]) and j.runner_id == run.id), None)
                 if job is None:
                     return Response(404, {"message": "no such job"})
+                if parts[2] == "start" and job.state == "assigned":
+                    # The runner acknowledged: now it is busy and the job's clock runs.
+                    job.state, job.started, run.busy = "in_progress", time.time(), True
+                    self.changed()
                 if parts[2] == "cancel":
-                    self._complete(job, "cancelled")
+                    if job.state == "assigned":
+                        job.state, job.runner_id = "queued", None
+                        self.changed()
+                    else:
+                        self._complete(job, "cancelled")
+                if parts[2] in ("start", "cancel"):
                     return Response(200, {"state": job.state, "result": job.result})
                 return self._svc_wait_job(job, float((req.query.get("wait") or ["20"])[0]))
         return Response(404, {"message": f"unknown runner service path {req.path}"})
@@ -884,8 +899,7 @@ class GitHubDouble(HttpDouble):
                 return Response(404, {"message": "Runner registration has been deleted from the server"})
             job = self._match_job(run, scope)
             if job is not None:
-                job.state, job.runner_id, job.started = "in_progress", run.id, time.time()
-                run.busy = True
+                job.state, job.runner_id = "assigned", run.id
                 self.changed()
                 return Response(200, {"job_id": job.id, "name": job.name, "probe_urls": job.probe_urls,
                                       "command": job.command})

@@ -168,7 +168,8 @@ class ImdsDouble(HttpDouble):
         identity = {
             "accountId": i.account_id, "architecture": i.architecture, "availabilityZone": i.availability_zone,
             "imageId": i.ami_id, "instanceId": i.instance_id, "instanceType": i.instance_type,
-            "pendingTime": _iso(time.time() - 60), "privateIp": i.local_ipv4, "region": i.region, "version": "2017-09-30",
+            "pendingTime": _iso(time.time() - 60), "privateIp": i.local_ipv4, "region": i.region,
+            "version": "2017-09-30",
         }
         return {"meta-data": meta, "dynamic": {"instance-identity": {"document": json.dumps(identity, indent=2)}}}
 

@@ -14,6 +14,7 @@ import io
 import json
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,20 @@ def build_runner_tarball(dest_dir: Path, version: str = DEFAULT_VERSION, arch: s
     path = Path(dest_dir) / f"actions-runner-linux-{arch}-{version}.tar.gz"
     path.write_bytes(runner_tarball_bytes(version, arch, control_url=control_url, record=record))
     return path
+
+
+@dataclass
+class RunnerRelease:
+    """A fake runner tarball as published on the GitHub double (``runner_release`` fixture)."""
+
+    version: str
+    tarball: Path
+    sha256: str
+    record: Path  # JSON lines written by the fake runner's scripts
+
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        """Recorded events, optionally only those named ``event``."""
+        return [r for r in read_records(self.record) if event is None or r["event"] == event]
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

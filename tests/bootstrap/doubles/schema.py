@@ -108,8 +108,10 @@ class Operation:
         problems = []
         for p in self.parameters:
             if p["in"] == "path" and p["name"] in params:
-                value = _coerce(params[p["name"]], p.get("schema", {}))
-                problems += [f"path parameter {p['name']}: {e}" for e in _errors(self.api.schema_validator(p.get("schema", {})), value)]
+                schema = p.get("schema", {})
+                value = _coerce(params[p["name"]], schema)
+                errors = _errors(self.api.schema_validator(schema), value)
+                problems += [f"path parameter {p['name']}: {e}" for e in errors]
         return problems
 
     def check_query(self, query: dict[str, list[str]]) -> list[str]:
@@ -259,24 +261,28 @@ class OpenApi:
 # --- Google discovery documents ------------------------------------------------
 
 
-def _discovery_to_draft4(node: Any, closed: bool) -> Any:
-    """Discovery schemas are JSON-Schema-like; make them draft 4.
+def _discovery_to_draft4(schema: Any, closed: bool) -> Any:
+    """A discovery schema is JSON-Schema-like; make it draft 4.
 
     ``$ref: "Name"`` becomes a pointer into ``schemas``; ``format: int64`` stays a
     string (that is how Google encodes 64-bit integers in JSON). Response objects
     are closed: Google never adds undeclared fields, so an extra one is our typo.
     """
-    if isinstance(node, list):
-        return [_discovery_to_draft4(v, closed) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _discovery_to_draft4(v, closed) for k, v in node.items() if k not in ("id", "readOnly", "annotations")}
-    if isinstance(out.get("$ref"), str) and not out["$ref"].startswith("#"):
-        out = {"$ref": f"#/schemas/{out['$ref']}"}
+    if not isinstance(schema, dict):
+        return schema
+    if isinstance(schema.get("$ref"), str):
+        return {"$ref": f"#/schemas/{schema['$ref']}"}
+    out = {k: v for k, v in schema.items() if k not in ("id", "readOnly", "annotations")}
     if out.get("type") == "any":
         out.pop("type")
-    if closed and out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
-        out["additionalProperties"] = False
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _discovery_to_draft4(v, closed) for k, v in out["properties"].items()}
+        if closed:
+            out.setdefault("additionalProperties", False)
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = _discovery_to_draft4(out["additionalProperties"], closed)
+    if "items" in out:
+        out["items"] = _discovery_to_draft4(out["items"], closed)
     return out
 
 
@@ -303,7 +309,8 @@ class DiscoveryApi:
         declared = {
             k for k, v in self.doc["methods"][method_id].get("parameters", {}).items() if v.get("location") == "query"
         }
-        system = {"alt", "fields", "key", "prettyPrint", "quotaUser", "access_token", "$.xgafv", "callback", "uploadType", "upload_protocol"}
+        system = {"alt", "fields", "key", "prettyPrint", "quotaUser", "access_token", "$.xgafv", "callback",
+                  "uploadType", "upload_protocol"}
         return [f"unknown query parameter {k!r}" for k in query if k not in declared | system]
 
 

@@ -306,6 +306,7 @@ def run(settings: Settings) -> int:
                 record("error", reason="registration deleted")
                 return TERMINATED_ERROR
             job = message
+            http("POST", f"{service}jobs/{job['job_id']}/start", {}, credential)  # acknowledge: now busy
             log(f"{now()}: Running job: {job['name']}")
             record("job_started", job_id=job["job_id"], name=job["name"])
             run_job(job)
