@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +244,7 @@ def run(
     program: Callable[[], None],
     *,
     config: dict[str, Any],
-    secret_keys: list[str] = (),  # type: ignore[assignment]
+    secret_keys: Sequence[str] = (),
     project: str = "gh-runners",
     stack: str = "plan",
 ) -> Recording:
@@ -267,8 +267,8 @@ def run(
 
 
 def run_project(
-    project_dir: Path, *, config: dict[str, Any], secret_keys: list[str] = (), stack: str = "plan"
-) -> Recording:  # type: ignore[assignment]
+    project_dir: Path, *, config: dict[str, Any], secret_keys: Sequence[str] = (), stack: str = "plan"
+) -> Recording:
     """Run the project's own __main__.py: the exact program `pulumi up` runs."""
     project_dir = project_dir.resolve()
 

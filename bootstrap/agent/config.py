@@ -59,7 +59,9 @@ class Config:
         self.poweroff = shlex.split(env("POWEROFF", "systemctl poweroff --no-block"))
         self.retry_seconds = float(env("RETRY_SECONDS", "300"))
         self.retry_base = float(env("RETRY_BASE", "1"))
-        self.poll_seconds = float(env("POLL_SECONDS", "5"))
+        self.poll_seconds = float(env("POLL_SECONDS", "5"))  # IMDS termination notices: local and cheap
+        # GitHub `busy` checks while draining: a fleet shares one credential's rate limit.
+        self.busy_poll_seconds = float(env("BUSY_POLL_SECONDS", "30"))
         self.stop_seconds = float(env("STOP_SECONDS", "60"))
 
     @property

@@ -177,6 +177,8 @@ class Agent:
             self.wake.wait(self.cfg.poll_seconds)
 
     def finish(self, proc: subprocess.Popen[bytes], reason: str) -> int:
+        # From here on a stop is under way: retries must not be cut short by the stop request.
+        self.retry.stop = None
         if reason == "exited":
             log.info("runner %s exited with code %s", self.name, proc.returncode)
             if not self.cfg.ephemeral:
@@ -203,8 +205,8 @@ class Agent:
                 if not found or not found.get("busy"):
                     return
                 log.info("runner %s is busy; waiting", self.name)
-                self.wake.clear()
-                self.wake.wait(min(self.cfg.poll_seconds, max(0.0, deadline - time.monotonic())))
+                self.wake.clear()  # set when the runner exits (an ephemeral one does after its job)
+                self.wake.wait(min(self.cfg.busy_poll_seconds, max(0.0, deadline - time.monotonic())))
             if proc.poll() is None:
                 log.warning("runner %s still busy after %.0fs; stopping it anyway", self.name, bound)
         except AgentError as error:
@@ -212,8 +214,7 @@ class Agent:
 
     def leave(self, why: str, complete: bool = True) -> None:
         """Deregister (fresh credential), then let the cloud finish terminating us."""
-        # Own budget: a stop request must not cut the deregistration short.
-        self.retry.stop = None
+        self.retry.stop = None  # a stop request must not cut the deregistration short
         try:
             gh = self.github()
             runner_id = self.runner_id

@@ -119,9 +119,22 @@ def _download(url: str, out: Any) -> Response:
 
 
 def _extract(tar: tarfile.TarFile, dest: str) -> None:
-    if not hasattr(tarfile, "data_filter"):
-        raise AgentError("this python3 has no tarfile extraction filters (needs 3.10.12+); refusing to extract")
-    tar.extractall(dest, filter="data")  # no absolute paths, no links out of dest, no device files
+    """Extract refusing absolute paths, device files and anything (links too) pointing out of `dest`."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    # Pythons without extraction filters (Debian 12's 3.11.2): the same checks by hand.
+    root = os.path.realpath(dest)
+    for member in tar.getmembers():
+        paths = [os.path.join(dest, member.name)]
+        if member.issym():
+            paths.append(os.path.join(dest, os.path.dirname(member.name), member.linkname))
+        elif member.islnk():
+            paths.append(os.path.join(dest, member.linkname))
+        for path in paths:
+            if os.path.commonpath([root, os.path.realpath(path)]) != root or member.isdev():
+                raise AgentError(f"runner tarball member {member.name!r} points out of {dest}; refusing it")
+    tar.extractall(dest)  # noqa: S202 - members checked above
 
 
 def _chown_tree(path: str, user: pwd.struct_passwd) -> None:

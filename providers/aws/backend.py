@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from providers.aws.group import LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group
+from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group
 from providers.aws.identity import Account, build_identity
 from providers.aws.network import build_network
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
@@ -66,7 +66,7 @@ class AwsBackend(Backend[AwsPool]):
             region=region,
             group_name=stack_scoped(self.context.stack, pool.name, 255),
             secret_name=f"/gh-runners/{stack_scoped(self.context.stack, pool.name, 200)}/github-credential",
-            extra={"lifecycle_hook": LIFECYCLE_HOOK},
+            extra={"lifecycle_hook": LIFECYCLE_HOOK, "drain_seconds": str(DRAIN_SECONDS)},
         )
 
     def network(self, pool: AwsPool, site: Site, parent: pulumi.Resource) -> Network:

@@ -17,9 +17,11 @@ UBUNTU_AMI = "resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/curr
 UBUNTU_ARCH = {"x64": "amd64", "arm64": "arm64"}
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's root device name on EC2
 LIFECYCLE_HOOK = "gh-runners-drain"
-# How long the termination hook holds a VM for its running job; the agent
-# finishes the hook earlier as soon as the runner is idle and deregistered.
-DRAIN_SECONDS = 3600
+# How long the agent waits for a running job when its VM is being terminated;
+# the termination hook holds the VM a little longer so the agent can still
+# deregister and complete the hook itself. An idle runner goes at once.
+DRAIN_SECONDS = 3000
+HOOK_TIMEOUT_SECONDS = DRAIN_SECONDS + 600
 USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data
 
 
@@ -110,7 +112,7 @@ def build_vm_group(
             aws.autoscaling.GroupInitialLifecycleHookArgs(
                 name=LIFECYCLE_HOOK,
                 lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                heartbeat_timeout=DRAIN_SECONDS,
+                heartbeat_timeout=HOOK_TIMEOUT_SECONDS,
                 default_result="CONTINUE",
             )
         ],

@@ -61,7 +61,7 @@ def policy_statements(
         {
             "Sid": "FinishOwnTerminationHook",
             "Effect": "Allow",
-            "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"],
+            "Action": ["autoscaling:CompleteLifecycleAction"],
             "Resource": [
                 f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{group_name}"
             ],

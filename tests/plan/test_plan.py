@@ -84,7 +84,11 @@ def test_example_plan_has_every_pool_and_the_reviewer_warnings() -> None:
     assert set(pools) == {"codex", "general"}
     assert any("public repository" in w for w in pools["codex"]["warnings"])
     types = {r["type"] for r in pools["codex"]["resources"]}
-    assert {"aws:autoscaling/group:Group", "aws:ec2/launchTemplate:LaunchTemplate", "aws:ssm/parameter:Parameter"} <= types
+    assert {
+        "aws:autoscaling/group:Group",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:ssm/parameter:Parameter",
+    } <= types
     assert pools["general"]["resources"], "the GCP pool builds resources"
 
 
@@ -98,7 +102,9 @@ def test_root_equivalent_and_persistent_pools_are_flagged() -> None:
 
 def test_invalid_file_exits_1_with_located_messages(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\ngithub: {repository: a/b}\npools:\n  - {name: x, provider: aws, size: {min: 2, max: 1}}\n")
+    bad.write_text(
+        "version: 1\ngithub: {repository: a/b}\npools:\n  - {name: x, provider: aws, size: {min: 2, max: 1}}\n"
+    )
     code, out, err = run_plan(str(bad))
     assert code == 1 and not out
     assert err == f"{bad}:4:30: pools[0].size: min (2) is greater than max (1)\n"

@@ -1,0 +1,369 @@
+"""Run the real VM agent, as a process, against the loopback doubles (no tests here).
+
+The agent under test is the one the user data ships: `render_user_data` for a
+pool, then /opt/gh-runners/agent.py and /etc/gh-runners/config.json taken out
+of the cloud-config and written into a per-test "VM root". GH_RUNNERS_*
+variables point it at the doubles and at that root; the runner user is
+`nobody`. curl and openssl are wrapped by shims that record their argv, so a
+test can prove no secret ever reached a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from doubles.aws import AwsEnv
+from doubles.gcp import GcpDoubles
+from doubles.github import GitHubDouble, Job, Scope, app_keypair
+from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_tarball
+
+from bootstrap.cloud_config import AGENT_PATH, CONFIG_PATH, render_user_data
+from schema.models import AwsPool, GcpPool, GitHubTarget
+
+POOL = "pool"
+RUNNER_USER = "nobody"
+# The interpreter behind the venv: the agent must not need anything the venv adds.
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+TARGETS = {"repository": "octo/hello", "organization": "acme", "enterprise": "bigcorp"}
+APP_ID, INSTALLATION_ID = 4242, 777
+SHIM = """#!/bin/sh
+printf '%s\\n' "$0 $*" >> {log}
+exec {real} "$@"
+"""
+FAKE_IPTABLES = """#!/bin/sh
+printf '%s\\n' "iptables $*" >> {log}
+case "$1" in -C|-L|-n) exit 1;; esac
+exit 0
+"""
+POWEROFF = """#!/bin/sh
+touch {marker}
+"""
+
+
+@dataclass
+class Agent:
+    """A running agent process; its output is collected line by line."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("")  # EOF marker for waiters
+            self.cond.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self.cond:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> str:
+        """Block until a line matches `pattern` (regex); fail with the output so far otherwise."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.lines if regex.search(line)), None)
+
+        with self.cond:
+            line = self.cond.wait_for(found, timeout)
+        if line is None:
+            pytest.fail(f"agent never logged /{pattern}/ in {timeout}s; output:\n{self.output}")
+        return line
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"agent still running after {timeout}s; output:\n{self.output}")
+        with self.cond:
+            self.cond.wait_for(lambda: self.lines[-1:] == [""], 5)
+        return code
+
+    def signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+
+@dataclass
+class Vm:
+    """One simulated VM: a root directory, the rendered agent, and its environment."""
+
+    root: Path
+    cloud: str
+    github: GitHubDouble
+    scope: Scope
+    instance_id: str
+    env: dict[str, str]
+    config: dict[str, Any]
+    agent_source: str
+    secrets: list[str] = field(default_factory=list)
+    agents: list[Agent] = field(default_factory=list)
+
+    @property
+    def runner_name(self) -> str:
+        return f"{POOL}-{self.instance_id}"
+
+    @property
+    def runner_dir(self) -> Path:
+        return self.root / "actions-runner"
+
+    @property
+    def argv_log(self) -> Path:
+        return self.root / "argv.log"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "record" / "calls.jsonl"
+
+    def records(self, event: str | None = None) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        rows = [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+        return [r for r in rows if event is None or r["event"] == event]
+
+    def argv(self) -> list[str]:
+        return self.argv_log.read_text().splitlines() if self.argv_log.exists() else []
+
+    def start(self, python: str = BASE_PYTHON, **env: str) -> Agent:
+        (self.root / "etc").mkdir(exist_ok=True)
+        (self.root / "etc" / "config.json").write_text(json.dumps(self.config))
+        agent_py = self.root / "opt" / "agent.py"
+        agent_py.parent.mkdir(exist_ok=True)
+        agent_py.write_text(self.agent_source)
+        proc = subprocess.Popen([python, "-I", str(agent_py)], env={**self.env, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=self.root)
+        agent = Agent(proc)
+        self.agents.append(agent)
+        return agent
+
+    def run(self, timeout: float = 30, **env: str) -> Agent:
+        agent = self.start(**env)
+        agent.wait(timeout)
+        return agent
+
+    @property
+    def powered_off(self) -> bool:
+        return (self.root / "poweroff").exists()
+
+    def assert_no_leaks(self, *extra: str) -> None:
+        """No secret in any agent output, any file under the VM root, or any recorded argv."""
+        secrets = [s for s in (*self.secrets, *extra, *self.github.installation_tokens) if s]
+        for agent in self.agents:
+            for secret in secrets:
+                assert secret not in agent.output, "a secret reached the agent's log"
+            assert "eyJ" not in agent.output, "something JWT- or JIT-config-shaped reached the agent's log"
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                for secret in secrets:
+                    assert secret.encode() not in data, f"a secret was written to {path}"
+
+    def process_tree(self, agent: Agent) -> list[int]:
+        """The agent and all its descendants (runner, listener, jobs)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int(re.search(r"^PPid:\s+(\d+)", (entry / "status").read_text(), re.M)[1])  # type: ignore[index]
+                except (OSError, TypeError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+        tree, todo = [], [agent.proc.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
+
+    def assert_no_leaks_in_processes(self, agent: Agent) -> None:
+        """The credential is in no environment and no command line of the agent's process tree."""
+        secrets = [s for s in (*self.secrets, *self.github.installation_tokens) if s]
+        seen = 0
+        for pid in self.process_tree(agent):
+            for name in ("environ", "cmdline"):
+                try:
+                    data = Path(f"/proc/{pid}/{name}").read_bytes()
+                except OSError:
+                    continue
+                seen += 1
+                for secret in secrets:
+                    assert secret.encode() not in data, f"a secret is in /proc/{pid}/{name}"
+        assert seen >= 4, "expected to inspect the agent and the runner processes"
+
+
+def finish_job(github: GitHubDouble, job: Job) -> None:
+    """Finish a held job once the fake runner is waiting on it.
+
+    The GitHub double removes an ephemeral runner when its job completes; a fake
+    runner that asks about the job only afterwards gets 404s and spins. Waiting
+    for its long-poll to be in flight first is an event, not a sleep.
+    """
+    github.wait_for(lambda: any(r.path == f"/_actions/jobs/{job.id}/wait" and r.status is None for r in github.log),
+                    10, f"the runner to wait on job {job.id}")
+    job.finish()
+
+
+def _drop_ec2_filter_false_positives(aws: AwsEnv) -> None:
+    """The AWS front validates Query parameters by botocore member name (`Filters`), but the EC2 protocol
+    serializes them by locationName: `Filter.1.Name`, `Filter.1.Value.1`, which is what botocore's own ec2
+    serializer sends. Drop exactly those reports (TODO: remove once the front knows EC2 locationNames)."""
+    line = re.compile(r'(ec2:DescribeInstances: )?Unknown parameter in input: "Filter\.\d+\.(Name|Value\.\d+)"')
+    with aws.front._cond:
+        aws.front.violations[:] = [v for v in aws.front.violations
+                                   if not all(line.match(part) for part in v.splitlines())]
+
+
+def _write(path: Path, text: str, mode: int = 0o755) -> None:
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def make_root() -> Path:
+    # Not pytest's tmp_path: its parents are root-only and the runner user must traverse ours.
+    root = Path(tempfile.mkdtemp(prefix="ghr-vm-", dir="/tmp"))
+    root.chmod(0o755)
+    nobody = pwd.getpwnam(RUNNER_USER)
+    (root / "record").mkdir()
+    os.chown(root / "record", nobody.pw_uid, nobody.pw_gid)
+    (root / "bin").mkdir()
+    log = root / "argv.log"
+    for tool in ("curl", "openssl"):
+        _write(root / "bin" / tool, SHIM.format(log=log, real=shutil.which(tool, path="/usr/bin:/bin")))
+    _write(root / "bin" / "iptables", FAKE_IPTABLES.format(log=log))
+    _write(root / "bin" / "poweroff", POWEROFF.format(marker=root / "poweroff"))
+    return root
+
+
+def publish_release(github: GitHubDouble, root: Path, **kw: Any) -> RunnerRelease:
+    """The fake runner tarball on the GitHub double, recording into the VM root."""
+    dist = root / "dist"
+    dist.mkdir(exist_ok=True)
+    record = root / "record" / "calls.jsonl"
+    tarball = build_runner_tarball(dist, DEFAULT_VERSION, "x64", control_url=github.url, record=record)
+    published = github.add_runner_release(DEFAULT_VERSION, {"linux-x64": tarball}, **kw)
+    return RunnerRelease(DEFAULT_VERSION, tarball, published[tarball.name], record)
+
+
+def github_scope(github: GitHubDouble, scope: str) -> Scope:
+    target = TARGETS[scope]
+    return {"repository": github.repo, "organization": github.org, "enterprise": github.enterprise}[scope](target)
+
+
+def credential(github: GitHubDouble, kind: str, scope: str) -> tuple[str, list[str]]:
+    """(secret document, the strings in it that must never leak)."""
+    if kind == "pat":
+        token = github.add_pat()
+        return json.dumps({"kind": "pat", "token": token}), [token]
+    owner = TARGETS[scope].split("/")[0]
+    github.add_app(APP_ID).install(INSTALLATION_ID, owner,
+                                   target_type={"enterprise": "Enterprise", "repository": "User"}.get(
+                                       scope, "Organization"))
+    private = app_keypair()[0]
+    doc = {"kind": "app", "app_id": str(APP_ID), "installation_id": str(INSTALLATION_ID), "private_key": private}
+    key_lines = [line for line in private.splitlines() if line and not line.startswith("-----")]
+    return json.dumps(doc), key_lines
+
+
+def render(cloud: str, scope: str, location: dict[str, str], *, url: str = "https://github.com",
+           **pool: Any) -> tuple[str, dict[str, Any]]:
+    """(agent.py, config.json) exactly as the rendered user data writes them."""
+    fields = {"name": POOL, "provider": cloud, "labels": ["e2e"], "runner_version": DEFAULT_VERSION, **pool}
+    model = AwsPool.model_validate(fields) if cloud == "aws" else GcpPool.model_validate(fields)
+    target = GitHubTarget.model_validate({scope: TARGETS[scope], "url": url})
+    doc = yaml.safe_load(render_user_data(model, target, location))
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    return files[AGENT_PATH], json.loads(files[CONFIG_PATH])
+
+
+@pytest.fixture(name="vm_factory")
+def vm_factory_fixture(github: GitHubDouble, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """vm_factory(cloud, scope, kind="pat", **pool) -> Vm; the `aws` / `gcp` fixture must be requested too."""
+    made: list[Vm] = []
+
+    def make(cloud: str, scope: str = "organization", kind: str = "pat", *, ghes: bool = False,
+             release: bool = True, **pool: Any) -> Vm:
+        root = make_root()
+        scope_obj = github_scope(github, scope)
+        secret, hidden = credential(github, kind, scope)
+        env = {
+            "PATH": f"{root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "GH_RUNNERS_CONFIG": str(root / "etc" / "config.json"),
+            "GH_RUNNERS_RUNNER_DIR": str(root / "actions-runner"),
+            "GH_RUNNERS_RUNNER_USER": RUNNER_USER,
+            "GH_RUNNERS_STATE_DIR": str(root / "state"),
+            "GH_RUNNERS_RELEASES_URL": github.url,
+            "GH_RUNNERS_IPTABLES": str(root / "bin" / "iptables"),
+            "GH_RUNNERS_POWEROFF": str(root / "bin" / "poweroff"),
+            "GH_RUNNERS_RETRY_SECONDS": "4",
+            "GH_RUNNERS_RETRY_BASE": "0.02",
+            "GH_RUNNERS_POLL_SECONDS": "0.1",
+            "GH_RUNNERS_BUSY_POLL_SECONDS": "0.1",
+            "GH_RUNNERS_STOP_SECONDS": "5",
+        }
+        if cloud == "aws":
+            aws: AwsEnv = request.getfixturevalue("aws")
+            request.node.addfinalizer(lambda: _drop_ec2_filter_false_positives(aws))  # runs before aws's check
+            aws.create_role(aws.imds.instance.role_name)
+            aws.put_secure_parameter("/gh-runners/pool/credential", secret)
+            instance_id = aws.create_asg("pool-asg", desired=2)[0]
+            aws.become(instance_id)
+            location = {"cloud": "aws", "secret": "/gh-runners/pool/credential", "region": aws.region,
+                        "group": "pool-asg", "lifecycle_hook": "drain"}
+            env.update(GH_RUNNERS_IMDS_URL=aws.imds.url, GH_RUNNERS_SSM_URL=aws.endpoint_url,
+                       GH_RUNNERS_AUTOSCALING_URL=aws.endpoint_url, GH_RUNNERS_EC2_URL=aws.endpoint_url)
+        else:
+            gcp: GcpDoubles = request.getfixturevalue("gcp")
+            gcp.add_secret("gh-runners-pool", secret)
+            gcp.add_mig("pool-mig").add_instance(gcp.state.instance_name, id=gcp.state.instance_id)
+            instance_id = gcp.state.instance_id
+            location = {"cloud": "gcp", "secret": f"projects/{gcp.state.project_id}/secrets/gh-runners-pool",
+                        "region": gcp.state.region, "group": "pool-mig", "project": gcp.state.project_id}
+            env.update(GH_RUNNERS_GCE_METADATA_URL=gcp.metadata.url, GH_RUNNERS_SECRETMANAGER_URL=gcp.secretmanager.url,
+                       GH_RUNNERS_COMPUTE_URL=gcp.compute.url)
+        if ghes:
+            github.api_prefix = "/api/v3"
+        agent_source, config = render(cloud, scope, location, url="https://ghe.example.com" if ghes else
+                                      "https://github.com", **pool)
+        config["github"]["api_url"] = github.api_url  # the double stands for the target's API
+        if release:
+            publish_release(github, root)
+        env["GH_RUNNERS_RELEASES_URL"] = github.api_url
+        vm = Vm(root, cloud, github, scope_obj, instance_id, env, config, agent_source, [secret, *hidden])
+        made.append(vm)
+        return vm
+
+    yield make
+    for vm in made:
+        for agent in vm.agents:
+            # A failed test may leave the agent and its runner running: end exactly those processes.
+            for pid in reversed(vm.process_tree(agent)) if agent.proc.poll() is None else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            agent.proc.wait()
+        shutil.rmtree(vm.root, ignore_errors=True)

@@ -1,0 +1,208 @@
+"""The rendered user data: valid for cloud-init, shellcheck-clean, deterministic, small enough for AWS."""
+
+from __future__ import annotations
+
+import ast
+import json
+import lzma
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bootstrap.cloud_config import (
+    AGENT_DIR,
+    AGENT_PATH,
+    AWS_USER_DATA_LIMIT,
+    CONFIG_PATH,
+    SETUP_PATH,
+    UNIT_NAME,
+    agent_source,
+    minify,
+    render_user_data,
+)
+from schema.loader import load_file
+from schema.models import AwsPool, GcpPool, GitHubTarget
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = load_file(ROOT / "runners.yaml")
+AWS_LOCATION = {"cloud": "aws", "secret": "/gh-runners/codex/github-credential", "region": "eu-central-1",
+                "group": "codex-20240101abcdef", "lifecycle_hook": "codex-drain-20240101abcdef"}
+GCP_LOCATION = {"cloud": "gcp", "secret": "projects/my-project-123/secrets/gh-runners-general",
+                "region": "europe-west1", "group": "general-mig-1234567", "project": "my-project-123"}
+
+
+def location(pool: AwsPool | GcpPool) -> dict[str, Any]:
+    return dict(AWS_LOCATION if pool.provider == "aws" else GCP_LOCATION)
+
+
+def example_documents() -> list[tuple[str, str]]:
+    return [(pool.name, render_user_data(pool, EXAMPLE.github, location(pool))) for pool in EXAMPLE.pools]
+
+
+def pool(provider: str = "aws", **fields: Any) -> AwsPool | GcpPool:
+    data = {"name": "web", "provider": provider, **fields}
+    return AwsPool.model_validate(data) if provider == "aws" else GcpPool.model_validate(data)
+
+
+def files(document: str) -> dict[str, dict[str, Any]]:
+    return {f["path"]: f for f in yaml.safe_load(document)["write_files"]}
+
+
+# --- third-party judges ------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed (make system-deps)")
+@pytest.mark.parametrize("extra", [{}, {"docker": True, "sudo": True, "ephemeral": False,
+                                        "setup_script": "apt-get install -y jq\n"}])
+def test_cloud_init_accepts_the_user_data(tmp_path: Path, extra: dict[str, Any]) -> None:
+    documents = [*example_documents(), ("custom", render_user_data(pool(**extra), EXAMPLE.github, AWS_LOCATION))]
+    for name, document in documents:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(document)
+        done = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0 and "Valid cloud-config" in done.stdout, f"{name}: {done.stdout}{done.stderr}"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (make system-deps)")
+def test_every_shell_snippet_passes_shellcheck() -> None:
+    no_shebang = render_user_data(pool(setup_script="set -eu\necho hello\n"), EXAMPLE.github, AWS_LOCATION)
+    documents = [*example_documents(), ("no-shebang", no_shebang)]
+    checked = 0
+    for name, document in documents:
+        doc = yaml.safe_load(document)
+        # Commands are argv lists, never shell strings: nothing for a shell to mis-parse.
+        for command in doc.get("runcmd", []) + doc.get("bootcmd", []):
+            assert isinstance(command, list), f"{name}: shell string in runcmd/bootcmd: {command!r}"
+        for entry in doc["write_files"]:
+            if entry["content"].startswith("#!/bin/") and "sh" in entry["content"].splitlines()[0]:
+                done = subprocess.run(["shellcheck", "-"], input=entry["content"], capture_output=True, text=True)
+                assert done.returncode == 0, f"{name} {entry['path']}:\n{done.stdout}"
+                checked += 1
+    assert checked == 2  # the codex pool's script and the custom one
+
+
+# --- content -----------------------------------------------------------------------------
+
+
+def test_example_aws_user_data_fits_the_16_kb_limit() -> None:
+    for name, document in example_documents():
+        size = len(document.encode())
+        assert size < AWS_USER_DATA_LIMIT, f"{name}: {size} bytes"
+
+
+def test_output_is_deterministic_across_processes() -> None:
+    code = ("import sys; sys.path.insert(0, '.'); from tests.bootstrap.test_cloud_config import example_documents;"
+            "import json; print(json.dumps(example_documents()))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                           env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout for seed in ("1", "2")]
+    assert runs[0] == runs[1] == json.dumps(example_documents()) + "\n"
+
+
+def test_agent_config_carries_the_pool_and_where_the_secret_is() -> None:
+    codex = EXAMPLE.pools[0]
+    config = json.loads(files(render_user_data(codex, EXAMPLE.github, AWS_LOCATION))[CONFIG_PATH]["content"])
+    assert config == {
+        "pool": "codex", "cloud": "aws", "labels": ["self-hosted", "linux", "x64", "codex"],
+        "github": {"scope": "repository", "target": "spigell/my-reforge-ai", "api_url": "https://api.github.com",
+                   "web_url": "https://github.com"},
+        "runner_group": "Default", "ephemeral": True, "runner": {"version": "2.329.0", "arch": "x64"},
+        "credential": {"store": "aws-ssm-parameter", "name": "/gh-runners/codex/github-credential"},
+        "docker": False, "sudo": False, "setup_script": SETUP_PATH, "drain_seconds": 3000,
+        "location": AWS_LOCATION,
+    }
+
+
+def test_enterprise_server_and_organization_groups_reach_the_config() -> None:
+    github = GitHubTarget(organization="acme", url="https://ghe.example.com")
+    config = json.loads(files(render_user_data(pool("gcp", runner_group="linux", arch="arm64",
+                                                     machine_type="t2a-standard-4"), github,
+                                                GCP_LOCATION))[CONFIG_PATH]["content"])
+    assert config["github"] == {"scope": "organization", "target": "acme",
+                                "api_url": "https://ghe.example.com/api/v3", "web_url": "https://ghe.example.com"}
+    assert config["runner_group"] == "linux" and config["runner"]["arch"] == "arm64"
+    assert config["credential"] == {"store": "gcp-secret-manager", "name": GCP_LOCATION["secret"]}
+
+
+def test_runner_user_gets_sudo_and_docker_only_when_asked() -> None:
+    plain = yaml.safe_load(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))
+    runner = plain["users"][1]
+    assert plain["users"][0] == "default" and runner["name"] == "runner"
+    assert "sudo" not in runner and "groups" not in runner and "packages" not in plain
+    both = yaml.safe_load(render_user_data(pool(docker=True, sudo=True), EXAMPLE.github, AWS_LOCATION))
+    assert both["users"][1]["sudo"] == "ALL=(ALL) NOPASSWD:ALL"
+    assert both["users"][1]["groups"] == ["docker"] and both["packages"] == ["docker.io"]
+
+
+def test_setup_script_is_root_only_and_keeps_its_own_shebang() -> None:
+    written = files(render_user_data(pool(setup_script="#!/usr/bin/env python3\nprint(1)"), EXAMPLE.github,
+                                     AWS_LOCATION))
+    assert written[SETUP_PATH]["permissions"] == "0700" and "owner" not in written[SETUP_PATH]  # root:root
+    assert written[SETUP_PATH]["content"] == "#!/usr/bin/env python3\nprint(1)\n"
+    assert SETUP_PATH not in files(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))
+
+
+def test_systemd_unit_drains_before_it_is_killed() -> None:
+    document = render_user_data(pool(), EXAMPLE.github, {**AWS_LOCATION, "drain_seconds": 1200})
+    unit = files(document)[f"/etc/systemd/system/{UNIT_NAME}"]["content"]
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["ExecStart"] == f"/usr/bin/python3 -I {AGENT_PATH}"
+    assert settings["KillMode"] == "mixed" and settings["KillSignal"] == "SIGTERM"
+    assert int(settings["TimeoutStopSec"]) > 1200 + 60  # drain + the runner's own stop
+    assert settings["StandardOutput"] == "journal" and settings["Restart"] == "on-failure"
+    assert json.loads(files(document)[CONFIG_PATH]["content"])["drain_seconds"] == 1200
+    assert yaml.safe_load(document)["runcmd"][-1] == ["systemctl", "start", "--no-block", UNIT_NAME]
+
+
+def test_location_must_match_the_pool() -> None:
+    with pytest.raises(ValueError, match="does not match pool web's provider 'aws'"):
+        render_user_data(pool(), EXAMPLE.github, GCP_LOCATION)
+    with pytest.raises(ValueError, match="lacks lifecycle_hook"):
+        render_user_data(pool(), EXAMPLE.github, {k: v for k, v in AWS_LOCATION.items() if k != "lifecycle_hook"})
+
+
+# --- the agent bundle -------------------------------------------------------------
+
+
+def _normalized(tree: ast.AST) -> str:
+    """The AST without docstrings and function annotations: what minify() may drop."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                        node.args.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in AGENT_DIR.glob("*.py")))
+def test_minify_changes_no_code(module: str) -> None:
+    source = (AGENT_DIR / module).read_text()
+    small = minify(source)
+    assert "#" not in "".join(line.split('"')[0].split("'")[0] for line in small.splitlines())  # no comments left
+    assert _normalized(ast.parse(source)) == _normalized(ast.parse(small))
+
+
+def test_the_bundle_carries_only_the_pools_cloud() -> None:
+    aws, gcp = agent_source("aws"), agent_source("gcp")
+    assert "'aws':" in aws and "'gcp':" not in aws
+    assert "'gcp':" in gcp and "'aws':" not in gcp
+    agent = files(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))[AGENT_PATH]
+    payload = re.search(r'b85decode\("([^"]+)"\)', agent["content"])
+    assert payload is not None and "permissions" not in agent  # 0644
+    assert lzma.decompress(__import__("base64").b85decode(payload[1])).decode() == aws
+
+
+def test_nothing_secret_shaped_is_in_the_user_data() -> None:
+    for _, document in example_documents():
+        assert not re.search(r"gh[pousr]_|github_pat_|PRIVATE KEY|\"token\"", document)
