@@ -12,7 +12,6 @@ from providers.pool import RunnerPool
 from schema.loader import LoadError, Problem, load_file, locate
 from schema.models import RunnersFile, format_loc
 from stack.config import StackConfig
-from stack.runner_groups import build_runner_groups
 
 
 def load_runners(path: str) -> RunnersFile:
@@ -31,7 +30,12 @@ def build_pools(runners: RunnersFile, config: StackConfig) -> list[RunnerPool]:
         credential=config.credential.document,
         credential_kind=config.credential.kind,
     )
-    groups = build_runner_groups(runners.github, runners.managed_groups, config.credential)
+    groups: dict[str, pulumi.Resource] = {}
+    if runners.managed_groups:
+        # pulumi_github loads only when the stack owns runner groups.
+        from stack.runner_groups import build_runner_groups
+
+        groups = build_runner_groups(runners.github, runners.managed_groups, config.credential)
     backends = Backends(context)
     pools = []
     for index, pool in enumerate(runners.pools):
