@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import runpy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -229,9 +230,8 @@ def _unwrap(value: Any) -> Any:
 
 
 @contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    import os
-
+def working_directory(path: Path) -> Iterator[None]:
+    """contextlib.chdir, which Python 3.10 lacks."""
     old = Path.cwd()
     os.chdir(path)
     try:
@@ -273,7 +273,7 @@ def run_project(
     project_dir = project_dir.resolve()
 
     def program() -> None:
-        with _working_directory(project_dir):
+        with working_directory(project_dir):
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__pulumi_program__")
 
     return run(program, config=config, secret_keys=secret_keys, stack=stack)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from plan.__main__ import PLACEHOLDER_TOKEN, main
+from plan.engine import working_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -26,19 +27,9 @@ CASES = {
 
 def run_plan(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _cwd(ROOT):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), working_directory(ROOT):
         code = main(list(args))
     return code, out.getvalue(), err.getvalue()
-
-
-@contextlib.contextmanager
-def _cwd(path: Path):  # type: ignore[no-untyped-def]
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def check_golden(name: str, text: str) -> None:
