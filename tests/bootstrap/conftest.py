@@ -5,6 +5,7 @@ faults) and fails if a double recorded a contract violation. Fixtures:
 
 ``github``          GitHubDouble — REST API + runner release + runner service
 ``runner_release``  fake runner tarball published on ``github`` (+ its record file)
+``shared_tmp``      session directory under /tmp that the runner user can write
 ``gcp``             GcpDoubles — metadata server, Secret Manager, Compute
 ``imds``            ImdsDouble — EC2 IMDSv2
 ``aws``             AwsEnv — moto_server + SigV4-checking front + ``imds`` wired to moto STS
@@ -13,8 +14,10 @@ faults) and fails if a double recorded a contract violation. Fixtures:
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,15 +136,32 @@ def github(github_server: GitHubDouble) -> Iterator[GitHubDouble]:
     _no_violations("github", list(github_server.violations))
 
 
+@pytest.fixture(scope="session")
+def shared_tmp() -> Iterator[Path]:
+    """A session directory under /tmp that any user may create files in (mode 1777).
+
+    pytest's ``tmp_path`` lives below directories only root may enter, so the fake
+    runner, which the agent starts as the unprivileged runner user, could not
+    record there.
+    """
+    root = Path(tempfile.mkdtemp(prefix="ghr-tests-", dir="/tmp"))
+    root.chmod(0o1777)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
-def runner_release(github: GitHubDouble, tmp_path: Path) -> RunnerRelease:
+def runner_release(github: GitHubDouble, shared_tmp: Path, tmp_path: Path) -> RunnerRelease:
     """Release ``v2.330.0`` of a fake runner (linux-x64 and linux-arm64) on ``github``.
 
     The tarball's scripts talk to ``github``'s runner service and append their
-    records to ``runner_release.record``. Re-publish with other options via
+    records to ``runner_release.record``, a file in a fresh world-writable
+    directory (the runner may run as any user). Re-publish with other options via
     ``github.add_runner_release(...)`` (digest location, corruption).
     """
-    record = tmp_path / "runner-calls.jsonl"
+    records = Path(tempfile.mkdtemp(prefix="record-", dir=shared_tmp))
+    records.chmod(0o1777)
+    record = records / "runner-calls.jsonl"
     dist = tmp_path / "dist"
     dist.mkdir()
     x64 = build_runner_tarball(dist, DEFAULT_VERSION, "x64", control_url=github.url, record=record)

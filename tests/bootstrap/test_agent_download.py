@@ -8,14 +8,14 @@ import tarfile
 
 import pytest
 from doubles.github import GitHubDouble
-from test_agent_harness import RUNNER_USER, Vm, publish_release, vm_factory_fixture  # noqa: F401 - fixture
+from test_agent_harness import RUNNER_USER, Vm, vm_factory_fixture  # noqa: F401 - fixture
 
 LABELS = ["self-hosted", "e2e"]
 
 
 def test_checksum_mismatch_is_refused_before_extraction(vm_factory, github: GitHubDouble) -> None:
-    vm: Vm = vm_factory("aws", release=False)
-    publish_release(github, vm.root, corrupt=True)
+    vm: Vm = vm_factory("aws")
+    vm.republish_runner(corrupt=True)
     agent = vm.run()
     assert agent.proc.returncode == 1
     errors = [line for line in agent.output.splitlines() if line.startswith("ERROR")]
@@ -27,8 +27,8 @@ def test_checksum_mismatch_is_refused_before_extraction(vm_factory, github: GitH
 
 @pytest.mark.parametrize("digest_in", ["asset", "body"])
 def test_either_published_digest_is_accepted(vm_factory, github: GitHubDouble, digest_in: str) -> None:
-    vm: Vm = vm_factory("gcp", release=False)
-    release = publish_release(github, vm.root, digest_in=digest_in)
+    vm: Vm = vm_factory("gcp")
+    release = vm.republish_runner(digest_in=digest_in)
     github.queue_job(LABELS, duration=0)
     agent = vm.run()
     assert agent.proc.returncode == 0, agent.output
@@ -36,16 +36,16 @@ def test_either_published_digest_is_accepted(vm_factory, github: GitHubDouble, d
 
 
 def test_a_release_without_a_digest_is_refused(vm_factory, github: GitHubDouble) -> None:
-    vm: Vm = vm_factory("gcp", release=False)
-    publish_release(github, vm.root, digest_in="none")
+    vm: Vm = vm_factory("gcp")
+    vm.republish_runner(digest_in="none")
     agent = vm.run()
     assert agent.proc.returncode == 1 and "publishes no sha256" in agent.output
     assert not (vm.runner_dir / "run.sh").exists()
 
 
 def test_a_prebaked_runner_of_the_right_version_skips_the_download(vm_factory, github: GitHubDouble) -> None:
-    vm: Vm = vm_factory("aws", release=False)
-    release = publish_release(github, vm.root)
+    vm: Vm = vm_factory("aws")
+    release = vm.release
     github.releases.clear()  # a download attempt would now fail
     vm.runner_dir.mkdir()
     with tarfile.open(release.tarball) as tar:

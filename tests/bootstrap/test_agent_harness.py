@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -30,8 +29,8 @@ import pytest
 import yaml
 from doubles.aws import AwsEnv
 from doubles.gcp import GcpDoubles
-from doubles.github import GitHubDouble, Job, Scope, app_keypair
-from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_tarball
+from doubles.github import GitHubDouble, Scope, app_keypair
+from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease
 
 from bootstrap.cloud_config import AGENT_PATH, CONFIG_PATH, render_user_data
 from schema.models import AwsPool, GcpPool, GitHubTarget
@@ -121,6 +120,7 @@ class Vm:
     env: dict[str, str]
     config: dict[str, Any]
     agent_source: str
+    release: RunnerRelease
     secrets: list[str] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
 
@@ -138,13 +138,18 @@ class Vm:
 
     @property
     def record(self) -> Path:
-        return self.root / "record" / "calls.jsonl"
+        """The fake runner's JSON-lines record (the ``runner_release`` fixture's)."""
+        return self.release.record
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
-        if not self.record.exists():
-            return []
-        rows = [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
-        return [r for r in rows if event is None or r["event"] == event]
+        return self.release.records(event)
+
+    def republish_runner(self, **kw: Any) -> RunnerRelease:
+        """Publish the fake runner again with ``GitHubDouble.add_runner_release`` options
+        (``corrupt``, ``digest_in``), replacing the fixture's release."""
+        published = self.github.add_runner_release(self.release.version, {"linux-x64": self.release.tarball}, **kw)
+        return RunnerRelease(self.release.version, self.release.tarball, published[self.release.tarball.name],
+                             self.release.record)
 
     def argv(self) -> list[str]:
         return self.argv_log.read_text().splitlines() if self.argv_log.exists() else []
@@ -171,13 +176,13 @@ class Vm:
         return (self.root / "poweroff").exists()
 
     def assert_no_leaks(self, *extra: str) -> None:
-        """No secret in any agent output, any file under the VM root, or any recorded argv."""
+        """No secret in any agent output, any file under the VM root, the runner's record, or any recorded argv."""
         secrets = [s for s in (*self.secrets, *extra, *self.github.installation_tokens) if s]
         for agent in self.agents:
             for secret in secrets:
                 assert secret not in agent.output, "a secret reached the agent's log"
             assert "eyJ" not in agent.output, "something JWT- or JIT-config-shaped reached the agent's log"
-        for path in self.root.rglob("*"):
+        for path in [*self.root.rglob("*"), self.record]:
             if path.is_file() and not path.is_symlink():
                 data = path.read_bytes()
                 for secret in secrets:
@@ -216,28 +221,6 @@ class Vm:
         assert seen >= 4, "expected to inspect the agent and the runner processes"
 
 
-def finish_job(github: GitHubDouble, job: Job) -> None:
-    """Finish a held job once the fake runner is waiting on it.
-
-    The GitHub double removes an ephemeral runner when its job completes; a fake
-    runner that asks about the job only afterwards gets 404s and spins. Waiting
-    for its long-poll to be in flight first is an event, not a sleep.
-    """
-    github.wait_for(lambda: any(r.path == f"/_actions/jobs/{job.id}/wait" and r.status is None for r in github.log),
-                    10, f"the runner to wait on job {job.id}")
-    job.finish()
-
-
-def _drop_ec2_filter_false_positives(aws: AwsEnv) -> None:
-    """The AWS front validates Query parameters by botocore member name (`Filters`), but the EC2 protocol
-    serializes them by locationName: `Filter.1.Name`, `Filter.1.Value.1`, which is what botocore's own ec2
-    serializer sends. Drop exactly those reports (TODO: remove once the front knows EC2 locationNames)."""
-    line = re.compile(r'(ec2:DescribeInstances: )?Unknown parameter in input: "Filter\.\d+\.(Name|Value\.\d+)"')
-    with aws.front._cond:
-        aws.front.violations[:] = [v for v in aws.front.violations
-                                   if not all(line.match(part) for part in v.splitlines())]
-
-
 def _write(path: Path, text: str, mode: int = 0o755) -> None:
     path.write_text(text)
     path.chmod(mode)
@@ -247,9 +230,6 @@ def make_root() -> Path:
     # Not pytest's tmp_path: its parents are root-only and the runner user must traverse ours.
     root = Path(tempfile.mkdtemp(prefix="ghr-vm-", dir="/tmp"))
     root.chmod(0o755)
-    nobody = pwd.getpwnam(RUNNER_USER)
-    (root / "record").mkdir()
-    os.chown(root / "record", nobody.pw_uid, nobody.pw_gid)
     (root / "bin").mkdir()
     log = root / "argv.log"
     for tool in ("curl", "openssl"):
@@ -257,16 +237,6 @@ def make_root() -> Path:
     _write(root / "bin" / "iptables", FAKE_IPTABLES.format(log=log))
     _write(root / "bin" / "poweroff", POWEROFF.format(marker=root / "poweroff"))
     return root
-
-
-def publish_release(github: GitHubDouble, root: Path, **kw: Any) -> RunnerRelease:
-    """The fake runner tarball on the GitHub double, recording into the VM root."""
-    dist = root / "dist"
-    dist.mkdir(exist_ok=True)
-    record = root / "record" / "calls.jsonl"
-    tarball = build_runner_tarball(dist, DEFAULT_VERSION, "x64", control_url=github.url, record=record)
-    published = github.add_runner_release(DEFAULT_VERSION, {"linux-x64": tarball}, **kw)
-    return RunnerRelease(DEFAULT_VERSION, tarball, published[tarball.name], record)
 
 
 def github_scope(github: GitHubDouble, scope: str) -> Scope:
@@ -301,12 +271,16 @@ def render(cloud: str, scope: str, location: dict[str, str], *, url: str = "http
 
 
 @pytest.fixture(name="vm_factory")
-def vm_factory_fixture(github: GitHubDouble, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """vm_factory(cloud, scope, kind="pat", **pool) -> Vm; the `aws` / `gcp` fixture must be requested too."""
+def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
+                       request: pytest.FixtureRequest) -> Iterator[Any]:
+    """vm_factory(cloud, scope, kind="pat", **pool) -> Vm; the `aws` / `gcp` fixture must be requested too.
+
+    The runner the VM downloads is the `runner_release` fixture's (`vm.release`; `vm.records()` reads what it
+    recorded); `vm.republish_runner(corrupt=True, ...)` serves it differently.
+    """
     made: list[Vm] = []
 
-    def make(cloud: str, scope: str = "organization", kind: str = "pat", *, ghes: bool = False,
-             release: bool = True, **pool: Any) -> Vm:
+    def make(cloud: str, scope: str = "organization", kind: str = "pat", *, ghes: bool = False, **pool: Any) -> Vm:
         root = make_root()
         scope_obj = github_scope(github, scope)
         secret, hidden = credential(github, kind, scope)
@@ -328,7 +302,6 @@ def vm_factory_fixture(github: GitHubDouble, request: pytest.FixtureRequest) -> 
         }
         if cloud == "aws":
             aws: AwsEnv = request.getfixturevalue("aws")
-            request.node.addfinalizer(lambda: _drop_ec2_filter_false_positives(aws))  # runs before aws's check
             aws.create_role(aws.imds.instance.role_name)
             aws.put_secure_parameter("/gh-runners/pool/credential", secret)
             instance_id = aws.create_asg("pool-asg", desired=2)[0]
@@ -351,10 +324,9 @@ def vm_factory_fixture(github: GitHubDouble, request: pytest.FixtureRequest) -> 
         agent_source, config = render(cloud, scope, location, url="https://ghe.example.com" if ghes else
                                       "https://github.com", **pool)
         config["github"]["api_url"] = github.api_url  # the double stands for the target's API
-        if release:
-            publish_release(github, root)
         env["GH_RUNNERS_RELEASES_URL"] = github.api_url
-        vm = Vm(root, cloud, github, scope_obj, instance_id, env, config, agent_source, [secret, *hidden])
+        vm = Vm(root, cloud, github, scope_obj, instance_id, env, config, agent_source, runner_release,
+                [secret, *hidden])
         made.append(vm)
         return vm
 

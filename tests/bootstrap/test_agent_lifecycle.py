@@ -6,7 +6,7 @@ import signal
 
 import pytest
 from doubles.github import GitHubDouble
-from test_agent_harness import POOL, Vm, finish_job, vm_factory_fixture  # noqa: F401 - fixture
+from test_agent_harness import POOL, Vm, vm_factory_fixture  # noqa: F401 - fixture
 
 LABELS = ["self-hosted", "e2e"]
 
@@ -34,7 +34,7 @@ def test_stop_while_busy_waits_for_the_job_then_deregisters(vm_factory, github: 
         action = request.getfixturevalue("aws").begin_termination(vm.instance_id, "pool-asg", "drain")
     assert agent.proc.poll() is None and job.state == "in_progress"  # the job is not cut short
     vm.assert_no_leaks_in_processes(agent)
-    finish_job(github, job)
+    job.finish()  # GitHub also drops an ephemeral runner now, whether or not it is polling the job
     assert agent.wait() == 0, agent.output
     assert job.result == "succeeded"
     assert github.find_runner(vm.runner_name) is None

@@ -109,7 +109,7 @@ def test_the_metadata_block_is_idempotent(netns: str) -> None:
 def test_the_credential_reaches_no_log_file_argv_or_environment(vm_factory, github: GitHubDouble,
                                                                 cloud: str) -> None:
     vm: Vm = vm_factory(cloud, "organization", kind="app")
-    hold = vm.root / "record" / "hold"
+    hold = vm.root / "hold"
     os.mkfifo(hold)
     hold.chmod(0o666)
     github.queue_job(LABELS, duration=0, command=f"env; read -r _ < {hold}")
@@ -119,7 +119,7 @@ def test_the_credential_reaches_no_log_file_argv_or_environment(vm_factory, gith
         release.write("done\n")
     assert agent.wait() == 0, agent.output
     assert github.installation_tokens, "the App path was not taken"
-    vm.assert_no_leaks()  # logs, every file under the VM root (incl. the job's own output), argv records
+    vm.assert_no_leaks()  # logs, every file under the VM root, the runner's record (incl. the job's output), argv
     argv = "\n".join(vm.argv())
     assert "openssl dgst -sha256 -sign /dev/fd/" in argv  # the App key went through a pipe
     if cloud == "aws":

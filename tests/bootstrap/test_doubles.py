@@ -229,6 +229,32 @@ def test_fake_runner_jit_config_from_env_runs_one_job(github: GitHubDouble, runn
                                                                 "job_completed", "exit"]
 
 
+def test_fake_runner_leaves_when_its_job_ends_before_it_asks(github: GitHubDouble, runner_release: RunnerRelease,
+                                                            tmp_path: Path) -> None:
+    github.org("acme")
+    body = gh(github, "/orgs/acme/actions/runners/generate-jitconfig", "POST", JIT, github.add_pat())[1]
+    hold = tmp_path / "hold"
+    os.mkfifo(hold)
+    job = github.queue_job(["self-hosted", "pool"], duration=None, command=f"read -r _ < {hold}")
+    root = _install(runner_release, tmp_path / "runner")
+    proc = subprocess.Popen([str(root / "run.sh")], env=_env(ACTIONS_RUNNER_INPUT_JITCONFIG=body["encoded_jit_config"]),
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        with open(hold, "w") as release:  # opens once the job's command is reading: the job is running
+            job.finish()  # GitHub completes it and removes the ephemeral runner before the runner polls the job
+            release.write("done\n")
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # a runner that did not leave: end its process group (run.sh, listener, job)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, out  # the listener's TerminatedError, which run-helper.sh maps to 0
+    assert "Runner registration has been deleted from the server" in out
+    assert [r["event"] for r in runner_release.records()] == ["invoke", "connected", "job_started", "command",
+                                                                "error", "exit"]
+    assert runner_release.records("exit")[0]["code"] == 1
+
+
 def test_fake_runner_persistent_config_signal_and_remove(github: GitHubDouble, runner_release: RunnerRelease,
                                                          tmp_path: Path) -> None:
     org = github.org("acme")
@@ -289,9 +315,20 @@ def test_metadata_requires_flavor_header_and_issues_tokens(gcp: GcpDoubles) -> N
 
 
 def test_metadata_wait_for_change_wakes_on_preemption(gcp: GcpDoubles) -> None:
-    threading.Timer(0.05, gcp.metadata.preempt).start()
-    status, body, _ = md(gcp, "instance/preempted?wait_for_change=true&timeout_sec=5", **{"Metadata-Flavor": "Google"})
-    assert (status, body) == (200, "TRUE")
+    status, body, headers = md(gcp, "instance/preempted", **{"Metadata-Flavor": "Google"})
+    assert (status, body) == (200, "FALSE")
+
+    def preempt_while_waiting() -> None:  # the long-poll is open (logged, not answered): now preempt
+        gcp.metadata.wait_for(lambda: any("wait_for_change" in str(r.query) and r.status is None
+                                          for r in gcp.metadata.log), 5, "the wait_for_change request")
+        gcp.metadata.preempt()
+
+    waker = threading.Thread(target=preempt_while_waiting)
+    waker.start()
+    status, body, _ = md(gcp, f"instance/preempted?wait_for_change=true&last_etag={headers['etag']}&timeout_sec=5",
+                         **{"Metadata-Flavor": "Google"})
+    waker.join()
+    assert (status, body) == (200, "TRUE")  # a timeout would have answered the unchanged FALSE
 
 
 def test_secret_manager_requires_the_metadata_token(gcp: GcpDoubles) -> None:
@@ -349,6 +386,63 @@ def test_imdsv2_refuses_requests_without_a_token(imds: ImdsDouble) -> None:
     assert imds_get(imds, "meta-data/spot/instance-action", token)[0] == 404
     imds.interrupt_spot()
     assert imds_get(imds, "meta-data/spot/instance-action", token)[1]["action"] == "terminate"
+
+
+QUERY_CALLS = [  # (service, operation, params): lists, nested and flattened structures, maps, scalars
+    ("ec2", "DescribeInstances", {"Filters": [{"Name": "tag:aws:autoscaling:groupName", "Values": ["pool-asg"]},
+                                              {"Name": "instance-state-name", "Values": ["pending", "running"]}],
+                                  "MaxResults": 1000, "InstanceIds": ["i-1"], "DryRun": False}),
+    ("ec2", "CreateLaunchTemplate", {"LaunchTemplateName": "lt", "LaunchTemplateData": {
+        "ImageId": "ami-1", "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}]}}),
+    ("autoscaling", "DescribeAutoScalingGroups", {"AutoScalingGroupNames": ["a", "b"], "MaxRecords": 5,
+                                                  "Filters": [{"Name": "tag:pool", "Values": ["x"]}]}),
+    ("autoscaling", "DescribeAutoScalingGroups", {"AutoScalingGroupNames": []}),
+    ("autoscaling", "CompleteLifecycleAction", {"AutoScalingGroupName": "a", "LifecycleHookName": "drain",
+                                                "InstanceId": "i-1", "LifecycleActionResult": "CONTINUE"}),
+    ("sns", "Publish", {"Message": "m", "MessageAttributes": {"k": {"DataType": "Binary", "BinaryValue": b"xy"}}}),
+    ("sdb", "PutAttributes", {"DomainName": "d", "ItemName": "i", "Expected": {"Name": "a", "Exists": False},
+                              "Attributes": [{"Name": "a", "Value": "1", "Replace": True}]}),  # flattened list
+]
+
+
+@pytest.mark.parametrize(("service", "operation", "params"), QUERY_CALLS,
+                         ids=[f"{s}-{o}" for s, o, _ in QUERY_CALLS])
+def test_query_parameters_are_read_back_as_botocore_serialized_them(service: str, operation: str,
+                                                                    params: dict[str, Any]) -> None:
+    import botocore.session
+    from botocore.serialize import create_serializer
+    from doubles.aws import _query_params
+
+    model = botocore.session.get_session().get_service_model(service)
+    op = model.operation_model(operation)
+    body = create_serializer(model.metadata["protocol"]).serialize_to_request(params, op)["body"]
+    flat = {k: str(v) for k, v in body.items() if k not in ("Action", "Version")}
+    assert _query_params(op.input_shape, flat, model.metadata["protocol"]) == params
+
+
+def test_aws_front_validates_ec2_filters_by_their_wire_names(aws: AwsEnv) -> None:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    aws.front.trust("AKIAFRONTTESTFRONTTE", "front-secret")
+    ec2 = boto3.client("ec2", endpoint_url=aws.endpoint_url, region_name=aws.region,
+                       aws_access_key_id="AKIAFRONTTESTFRONTTE", aws_secret_access_key="front-secret")
+    ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}],
+                           MaxResults=1000)
+    assert aws.front.violations == []  # Filter.1.Name / Filter.1.Value.N are how EC2 spells Filters
+    assert aws.front.calls[-1].params["Filter.1.Value.2"] == "running"
+    # A misspelt filter and a non-integer, signed like botocore would sign any request.
+    typo = AWSRequest("POST", aws.endpoint_url + "/", data="Action=DescribeInstances&Version=2016-11-15&"
+                      "Filter.1.Nmae=instance-state-name&Filter.1.Value.1=running&MaxResults=lots",
+                      headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    SigV4Auth(Credentials("AKIAFRONTTESTFRONTTE", "front-secret"), "ec2", aws.region).add_auth(typo)
+    with aws.front.expect_violations() as seen:
+        call(typo.url, "POST", headers=dict(typo.headers.items()), raw=typo.body)
+    assert len(seen) == 1 and 'Unknown parameter in input: "Filter.1.Nmae"' in seen[0]
+    assert "Invalid type for parameter MaxResults" in seen[0]
 
 
 def test_aws_front_checks_sigv4_and_emulates_lifecycle_actions(aws: AwsEnv) -> None:

@@ -293,6 +293,7 @@ class HttpDouble:
         with self._cond:
             self.log.append(req)
             release = self._release
+            self.changed()  # an open request is news too: wait_for can see it before it is answered
         fault = self._take_fault(req)
         try:
             if fault is not None and fault.kind == "hang":

@@ -19,8 +19,9 @@ What is the front (:class:`AwsFront`, the endpoint the agent is given), and why:
   credentials IMDS issued, checks the credential scope's region and service and
   the ``X-Amz-Security-Token``, then forwards the request to moto untouched.
 * **Requests are checked against botocore's service models** (the AWS API
-  descriptions boto ships): JSON-protocol bodies and flat Query parameters must
-  validate; breaches become ``violations``.
+  descriptions boto ships): JSON-protocol bodies, and Query/EC2 parameters read
+  back by the naming rules of botocore's own serializers (``Filter.1.Value.1``,
+  ``Names.member.1``…), must validate; breaches become ``violations``.
 * **Lifecycle actions are emulated.** moto has no ``CompleteLifecycleAction`` /
   ``RecordLifecycleActionHeartbeat`` (HTTP 500) and terminates at once despite a
   termination hook. :meth:`AwsFront.begin_termination` puts an instance in
@@ -34,6 +35,7 @@ IMDS itself is :mod:`imds` (moto's is not IMDSv2: see there).
 from __future__ import annotations
 
 import atexit
+import base64
 import calendar
 import hashlib
 import hmac
@@ -307,7 +309,7 @@ class AwsFront(HttpDouble):
         return self._models[service]
 
     def _validate(self, service: str, action: str, params: dict[str, Any], json_protocol: bool) -> list[str]:
-        """Check params against botocore's model (JSON bodies; flat Query parameters)."""
+        """Check params against botocore's model (JSON bodies; Query/EC2 parameters, unflattened)."""
         from botocore.exceptions import UnknownServiceError
         from botocore.model import OperationNotFoundError
         from botocore.validate import ParamValidator
@@ -323,9 +325,7 @@ class AwsFront(HttpDouble):
             params = dict(params)
             if params.pop("Version", None) != self._model(service).api_version:
                 return [f"Query call without Version={self._model(service).api_version}"]
-            params = _query_params(shape, params)
-            if params is None:
-                return []  # nested Query structures: left to moto
+            params = _query_params(shape, params, self._model(service).metadata["protocol"])
         report = ParamValidator().validate(params, shape)
         return [report.generate_report()] if report.has_errors() else []
 
@@ -339,25 +339,86 @@ class AwsFront(HttpDouble):
         return Response(status, body, kept, ctype)
 
 
-def _query_params(shape: Any, flat: dict[str, str]) -> dict[str, Any] | None:
-    """Flat Query parameters -> botocore params (scalars and ``Name.member.N`` lists only)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        name, _, rest = key.partition(".")
-        member = shape.members.get(name)
-        if member is None:
-            out[key] = value  # unknown: let the validator name it
-        elif member.type_name == "list" and rest.startswith("member."):
-            out.setdefault(name, []).append(value)
-        elif rest:
-            return None
-        elif member.type_name in ("integer", "long"):
-            out[name] = int(value) if value.lstrip("-").isdigit() else value
-        elif member.type_name == "boolean":
-            out[name] = value == "true" if value in ("true", "false") else value
-        else:
-            out[name] = value
-    return out
+def _query_params(shape: Any, flat: dict[str, str], protocol: str) -> dict[str, Any]:
+    """Flat Query/EC2 parameters -> botocore params: the inverse of botocore's own serializer.
+
+    The key names come from botocore's serializer for ``protocol`` (``query``:
+    ``Name.member.N``, flattened lists and maps; ``ec2``: capitalised
+    ``locationName``/``queryName``, lists as ``Name.N``), so ``Filter.1.Value.2``
+    becomes ``Filters[0]["Values"][1]`` exactly as ``EC2Serializer`` produced it.
+    Keys the model does not explain are kept verbatim, for the validator to
+    report as unknown parameters.
+    """
+    from botocore.serialize import SERIALIZERS
+
+    serializer = SERIALIZERS[protocol]()
+    consumed: set[str] = set()
+    missing = object()
+
+    def present(prefix: str) -> bool:
+        return any(k == prefix or k.startswith(prefix + ".") for k in flat)
+
+    def scalar(raw: str, type_name: str) -> Any:
+        try:
+            if type_name in ("integer", "long"):
+                return int(raw)
+            if type_name in ("float", "double"):
+                return float(raw)
+            if type_name == "blob":
+                return base64.b64decode(raw, validate=True)
+        except ValueError:
+            return raw  # not of its type: the validator says so
+        if type_name == "boolean":
+            return {"true": True, "false": False}.get(raw, raw)
+        return raw
+
+    def known(value: Any) -> Any:  # an element or map entry with a part missing: None, for the validator
+        return None if value is missing else value
+
+    def indices(prefix: str) -> list[int]:
+        found = {int(m[1]) for k in flat if (m := re.match(re.escape(prefix) + r"\.(\d+)(?:\.|$)", k))}
+        return sorted(found)
+
+    def parse(sh: Any, prefix: str) -> Any:
+        """The value serialized under ``prefix`` (``missing`` if none was)."""
+        if sh.type_name == "structure":
+            out: dict[str, Any] = {}
+            for name, member in sh.members.items():
+                key = serializer._get_serialized_name(member, name)
+                value = parse(member, f"{prefix}.{key}" if prefix else key)
+                if value is not missing:
+                    out[name] = value
+            return out if out or not prefix or present(prefix) else missing
+        if sh.type_name == "list":
+            if flat.get(prefix) == "" and protocol == "query":  # how the query protocol sends []
+                consumed.add(prefix)
+                return []
+            if protocol == "ec2":
+                list_prefix = prefix
+            elif serializer._is_shape_flattened(sh):
+                list_prefix = prefix
+                if sh.member.serialization.get("name"):
+                    name = serializer._get_serialized_name(sh.member, default_name="")
+                    list_prefix = ".".join([*prefix.split(".")[:-1], name])
+            else:
+                list_prefix = f"{prefix}.{sh.member.serialization.get('name', 'member')}"
+            found = indices(list_prefix)
+            return [known(parse(sh.member, f"{list_prefix}.{i}")) for i in found] if found else missing
+        if sh.type_name == "map":
+            full = prefix if serializer._is_shape_flattened(sh) else f"{prefix}.entry"
+            key_suffix = serializer._get_serialized_name(sh.key, default_name="key")
+            value_suffix = serializer._get_serialized_name(sh.value, "value")
+            found = indices(full)
+            return {known(parse(sh.key, f"{full}.{i}.{key_suffix}")):
+                    known(parse(sh.value, f"{full}.{i}.{value_suffix}")) for i in found} if found else missing
+        if prefix not in flat:
+            return missing
+        consumed.add(prefix)
+        return scalar(flat[prefix], sh.type_name)
+
+    params = parse(shape, "")
+    params.update({k: v for k, v in flat.items() if k not in consumed})
+    return params
 
 
 def _verify_sigv4(req: Request, m: re.Match[str], secret: str) -> str | None:

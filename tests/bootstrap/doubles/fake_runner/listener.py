@@ -14,7 +14,10 @@ scripts. It honours the real runner's command line contract:
 * ``configure`` refuses to run twice, writes ``.runner`` (with the UTF-8 BOM the
   real one has), ``.credentials`` and ``.credentials_rsaparams``;
 * ``run --jitconfig`` decodes the base64 JIT blob (``.runner``/``.credentials``);
-* SIGINT/SIGTERM end the listener; an interrupted job is cancelled.
+* SIGINT/SIGTERM end the listener; an interrupted job is cancelled;
+* a deleted registration (404 from the service, also while it waits on a job:
+  GitHub removes an ephemeral runner as its job completes) ends it with
+  "Runner registration has been deleted" and TerminatedError, like the real one.
 
 Instead of the Actions service it talks to the GitHub double's ``/_actions/``
 endpoints (URL from the JIT config / registration, or ``control_url`` baked
@@ -315,6 +318,13 @@ def run(settings: Settings) -> int:
                                      timeout=15)
                 if status == 200 and state["state"] == "completed":
                     break
+                if status == 404:
+                    # GitHub removes an ephemeral runner as soon as its job completes: if that happened
+                    # between two polls the registration is gone, and the runner leaves like the real one.
+                    log("Runner registration has been deleted from the server, please re-configure.")
+                    record("error", reason="registration deleted", job_id=job["job_id"])
+                    job = None  # nothing left to cancel
+                    return TERMINATED_ERROR
             result = (state.get("result") or "succeeded").capitalize()
             log(f"{now()}: Job {job['name']} completed with result: {result}")
             record("job_completed", job_id=job["job_id"], name=job["name"], result=result)
