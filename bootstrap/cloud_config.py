@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import io
 import json
 import lzma
@@ -184,6 +185,7 @@ sys.exit(main())
 """
 
 
+@functools.cache  # the bundle depends only on the cloud: build it once per program run, not per pool
 def agent_file(cloud: str) -> str:
     """/opt/gh-runners/agent.py: the bundle, xz-compressed and base85-encoded.
 
