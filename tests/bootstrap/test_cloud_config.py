@@ -206,3 +206,18 @@ def test_the_bundle_carries_only_the_pools_cloud() -> None:
 def test_nothing_secret_shaped_is_in_the_user_data() -> None:
     for _, document in example_documents():
         assert not re.search(r"gh[pousr]_|github_pat_|PRIVATE KEY|\"token\"", document)
+
+
+def test_libyaml_emitter_matches_the_pure_python_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast C emitter is only a speed-up: both give the same bytes."""
+    import bootstrap.cloud_config as cloud_config
+
+    fast = [text for _, text in example_documents()]
+
+    class PureDumper(yaml.SafeDumper):
+        pass
+
+    PureDumper.add_representer(str, cloud_config._str)
+    monkeypatch.setattr(cloud_config, "_Dumper", PureDumper)
+    assert [text for _, text in example_documents()] == fast
+    assert hasattr(yaml, "CSafeDumper"), "libyaml is expected in the venv (PyYAML wheels ship it)"
