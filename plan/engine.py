@@ -39,6 +39,7 @@ class Recorded:
     parent: str
     custom: bool
     provider: str
+    dependencies: list[str]  # URNs this resource waits for (and outlives on destroy)
     inputs: dict[str, Any]  # secrets unwrapped: for assertions only
     shown: dict[str, Any]  # secrets replaced by "[secret]": safe to print
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -204,6 +205,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             parent=request.parent,
             custom=request.custom,
             provider=request.provider,
+            dependencies=list(request.dependencies),
             inputs=_unwrap(wire),
             shown=_redact(wire),
             outputs=dict(state.state) if state else {},

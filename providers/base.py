@@ -63,6 +63,11 @@ class Identity:
     principal: pulumi.Output[str]  # IAM role ARN / service account email
     instance_identity: pulumi.Output[str]  # instance profile name / service account email
     secret_id: pulumi.Output[str]  # the stored credential's resource id (never its value)
+    # The stored credential and every grant to read it. The VM group depends on
+    # them, so they exist before the first VM boots and are deleted only after
+    # the last VM has drained: a VM going down re-reads the credential to
+    # deregister its runner, also during `pulumi destroy`.
+    needed_by_vms: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)

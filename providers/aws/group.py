@@ -123,7 +123,10 @@ def build_vm_group(
         opts=pulumi.ResourceOptions.merge(
             opts,
             # Scheduled actions move desired capacity; `pulumi up` must not undo them.
-            pulumi.ResourceOptions(ignore_changes=["desired_capacity"] if pool.schedules else None),
+            pulumi.ResourceOptions(
+                ignore_changes=["desired_capacity"] if pool.schedules else None,
+                depends_on=list(identity.needed_by_vms),
+            ),
         ),
     )
     for i, schedule in enumerate(pool.schedules):

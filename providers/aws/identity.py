@@ -145,6 +145,11 @@ def build_identity(
             sort_keys=True,
         )
     )
-    aws.iam.RolePolicy(part(name, "policy"), role=role.id, policy=document, opts=opts)
+    policy = aws.iam.RolePolicy(part(name, "policy"), role=role.id, policy=document, opts=opts)
     profile = aws.iam.InstanceProfile(part(name, "profile"), role=role.name, tags=tags, opts=opts)
-    return Identity(principal=role.arn, instance_identity=profile.name, secret_id=parameter.arn)
+    return Identity(
+        principal=role.arn,
+        instance_identity=profile.name,
+        secret_id=parameter.arn,
+        needed_by_vms=[parameter, policy, profile],
+    )

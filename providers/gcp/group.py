@@ -129,7 +129,7 @@ def build_vm_group(
             force_update_on_repair="YES",
         ),
         wait_for_instances=False,
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(identity.needed_by_vms))),
     )
     if pool.schedules:
         gcp.compute.RegionAutoscaler(

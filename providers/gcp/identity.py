@@ -46,7 +46,7 @@ def build_identity(
         labels=labels,
         opts=opts,
     )
-    gcp.secretmanager.SecretVersion(
+    version = gcp.secretmanager.SecretVersion(
         part(name, "credential"),
         secret=secret.id,
         secret_data=credential,  # a Pulumi secret: encrypted in state, never shown
@@ -96,4 +96,9 @@ def build_identity(
     # The VMs take the account through this output: it resolves only once every
     # grant exists, so no VM boots before it may read its credential.
     ready = pulumi.Output.all(account.email, *[grant.id for grant in grants]).apply(lambda values: str(values[0]))
-    return Identity(principal=account.email, instance_identity=ready, secret_id=secret.id)
+    return Identity(
+        principal=account.email,
+        instance_identity=ready,
+        secret_id=secret.id,
+        needed_by_vms=[version, *grants],
+    )

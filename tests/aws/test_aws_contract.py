@@ -11,6 +11,9 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
 class TestAwsContract(BackendContract):
+    vm_group_type = "aws:autoscaling/group:Group"
+    grant_types = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")
+
     files: ClassVar[dict[str, str]] = {
         "public": (
             "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"

@@ -11,6 +11,9 @@ TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 
 
 class TestGcpContract(BackendContract):
+    vm_group_type = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+    grant_types = ("gcp:secretmanager/secretIamMember:SecretIamMember", "gcp:projects/iAMMember:IAMMember")
+
     files: ClassVar[dict[str, str]] = {
         "default": (
             "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n  - {name: codex, provider: gcp}\n"
