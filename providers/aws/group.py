@@ -126,6 +126,9 @@ def build_vm_group(
             pulumi.ResourceOptions(
                 ignore_changes=["desired_capacity"] if pool.schedules else None,
                 depends_on=list(identity.needed_by_vms),
+                # Deleting the group waits for every VM to pass its termination
+                # hook; the provider's default 10 minutes would cut a drain short.
+                custom_timeouts=pulumi.CustomTimeouts(delete=f"{HOOK_TIMEOUT_SECONDS // 60 + 10}m"),
             ),
         ),
     )
