@@ -117,6 +117,10 @@ def build_identity(
         part(name, "credential"),
         name=site.secret_name,
         type="SecureString",
+        # Standard parameters hold 4 KB; a GitHub App document (PEM key in JSON)
+        # can come close. Intelligent-Tiering stays standard (free) until a
+        # value needs the advanced tier.
+        tier="Intelligent-Tiering",
         value=credential,  # a Pulumi secret: encrypted in state, never printed
         description=f"GitHub credential for gh-runners pool {name}; read by its VMs only",
         tags=tags,

@@ -196,6 +196,7 @@ def test_credential_parameter_is_a_secure_string_secret(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws}\n")
     parameter = recording.named("codex-credential")
     assert parameter.inputs["type"] == "SecureString"
+    assert parameter.inputs["tier"] == "Intelligent-Tiering"
     assert parameter.inputs["name"] == "/gh-runners/ghr-test-codex/github-credential"
     assert parameter.secret_paths == ["value"]
     assert json.loads(parameter.inputs["value"])["kind"] == "pat"
