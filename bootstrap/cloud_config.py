@@ -73,8 +73,6 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
         "shell": "/bin/bash",
         "lock_passwd": True,
     }
-    if pool.docker:
-        user["groups"] = ["docker"]  # Docker access is root access: only when the pool asks for it
     if pool.sudo:
         user["sudo"] = "ALL=(ALL) NOPASSWD:ALL"
 
@@ -85,6 +83,10 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
     # The unit orders itself after cloud-final, so --no-block: a blocking start
     # from inside cloud-final would wait for itself.
     doc["runcmd"] = [
+        # Docker access is root access: only when the pool asks for it. Added
+        # here, after the package created its (system) group: a group made
+        # earlier by cloud-init's users module would break docker.io's postinst.
+        *([["usermod", "-aG", "docker", RUNNER_USER]] if pool.docker else []),
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", UNIT_NAME],
         ["systemctl", "start", "--no-block", UNIT_NAME],
@@ -143,7 +145,9 @@ StandardError=journal
 SyslogIdentifier=gh-runners-agent
 
 [Install]
-WantedBy=multi-user.target
+# Not multi-user.target: cloud-final runs after it, and the unit runs after
+# cloud-final, so that would be an ordering cycle on every later boot.
+WantedBy=cloud-init.target
 """
 
 

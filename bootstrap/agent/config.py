@@ -62,7 +62,10 @@ class Config:
         self.poll_seconds = float(env("POLL_SECONDS", "5"))  # IMDS termination notices: local and cheap
         # GitHub `busy` checks while draining: a fleet shares one credential's rate limit.
         self.busy_poll_seconds = float(env("BUSY_POLL_SECONDS", "30"))
-        self.stop_seconds = float(env("STOP_SECONDS", "60"))
+        # How long a stopping runner gets before SIGKILL: part of the drain
+        # budget, so a short platform window (GCE: 120 s, spot 30 s) still
+        # leaves time to deregister.
+        self.stop_seconds = float(env("STOP_SECONDS", str(min(60.0, max(5.0, self.drain_seconds / 6)))))
 
     @property
     def runner_url(self) -> str:

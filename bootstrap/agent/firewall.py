@@ -32,11 +32,17 @@ def _ensure(cfg: Config, chain: str, rule: list[str]) -> None:
                          "not starting the runner without the metadata block")
 
 
+# TCP only, and not port 53: on GCE the metadata address is also the VPC's DNS
+# server, which Docker hands to containers; the credentials are served over
+# HTTP (TCP), so blocking TCP cuts them off without breaking name resolution.
+NOT_DNS = ["-p", "tcp", "!", "--dport", "53"]
+
+
 def block_metadata(cfg: Config, uid: int) -> None:
-    _ensure(cfg, "OUTPUT", ["-d", METADATA_IP, "-m", "owner", "--uid-owner", str(uid), "-j", "REJECT"])
+    _ensure(cfg, "OUTPUT", ["-d", METADATA_IP, *NOT_DNS, "-m", "owner", "--uid-owner", str(uid), "-j", "REJECT"])
     if cfg.docker:
         # Docker creates DOCKER-USER when it starts and keeps rules already in it.
         if _iptables(cfg, "-n", "-L", "DOCKER-USER").returncode != 0:
             _iptables(cfg, "-N", "DOCKER-USER")
-        _ensure(cfg, "DOCKER-USER", ["-d", METADATA_IP, "-j", "REJECT"])
+        _ensure(cfg, "DOCKER-USER", ["-d", METADATA_IP, *NOT_DNS, "-j", "REJECT"])
     log.info("metadata endpoint %s blocked for uid %d%s", METADATA_IP, uid, " and containers" if cfg.docker else "")

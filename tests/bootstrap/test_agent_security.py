@@ -87,10 +87,12 @@ def test_the_runner_uid_is_cut_off_from_the_metadata_endpoint(vm_factory, github
     assert agent.proc.returncode == 0, agent.output
     rules = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S"], capture_output=True, text=True,
                            check=True).stdout.splitlines()
-    assert f"-A OUTPUT -d {METADATA}/32 -m owner --uid-owner {nobody} -j REJECT --reject-with " \
-           "icmp-port-unreachable" in rules
+    assert f"-A OUTPUT -d {METADATA}/32 -p tcp -m tcp ! --dport 53 -m owner --uid-owner {nobody} -j REJECT " \
+           "--reject-with icmp-port-unreachable" in rules
     assert "-N DOCKER-USER" in rules  # created ahead of Docker, which keeps it
-    assert f"-A DOCKER-USER -d {METADATA}/32 -j REJECT --reject-with icmp-port-unreachable" in rules
+    # TCP except DNS: on GCE the metadata address is also the resolver containers use.
+    assert f"-A DOCKER-USER -d {METADATA}/32 -p tcp -m tcp ! --dport 53 -j REJECT " \
+           "--reject-with icmp-port-unreachable" in rules
     assert probe(netns, nobody) == "ConnectionRefusedError"  # the runner user: refused
     assert probe(netns) == "connected"  # root (the agent re-reading the credential): still fine
 

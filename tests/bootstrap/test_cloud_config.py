@@ -136,7 +136,9 @@ def test_runner_user_gets_sudo_and_docker_only_when_asked() -> None:
     assert "sudo" not in runner and "groups" not in runner and "packages" not in plain
     both = yaml.safe_load(render_user_data(pool(docker=True, sudo=True), EXAMPLE.github, AWS_LOCATION))
     assert both["users"][1]["sudo"] == "ALL=(ALL) NOPASSWD:ALL"
-    assert both["users"][1]["groups"] == ["docker"] and both["packages"] == ["docker.io"]
+    assert "groups" not in both["users"][1] and both["packages"] == ["docker.io"]
+    # The docker group comes from the package; the runner joins it afterwards, in runcmd.
+    assert both["runcmd"][0] == ["usermod", "-aG", "docker", "runner"]
 
 
 def test_setup_script_is_root_only_and_keeps_its_own_shebang() -> None:
