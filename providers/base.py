@@ -56,6 +56,9 @@ class Network:
     firewall_ids: Sequence[pulumi.Input[str]]  # security groups / firewall rules
     public_ip: bool  # VMs get a public address (no inbound rules either way)
     nat: bool
+    # What gives the VMs their way out (gateways, NAT, routes). The VM group
+    # depends on it: a VM draining during `pulumi destroy` still reaches GitHub.
+    egress: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)

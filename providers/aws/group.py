@@ -122,10 +122,11 @@ def build_vm_group(
         ],
         opts=pulumi.ResourceOptions.merge(
             opts,
-            # Scheduled actions move desired capacity; `pulumi up` must not undo them.
             pulumi.ResourceOptions(
-                ignore_changes=["desired_capacity"] if pool.schedules else None,
-                depends_on=list(identity.needed_by_vms),
+                # Scheduled actions move desired and min; `pulumi up` must not
+                # undo them (a restored min would scale a night-time 0 back up).
+                ignore_changes=["desired_capacity", "min_size"] if pool.schedules else None,
+                depends_on=[*identity.needed_by_vms, *network.egress],
                 # Deleting the group waits for every VM to pass its termination
                 # hook; the provider's default 10 minutes would cut a drain short.
                 custom_timeouts=pulumi.CustomTimeouts(delete=f"{HOOK_TIMEOUT_SECONDS // 60 + 10}m"),

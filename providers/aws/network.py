@@ -51,8 +51,9 @@ def build_network(pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opt
     )
     count = len(zones)
     cidrs = subnet_cidrs(settings.cidr, 2 * count if settings.private else count)
+    egress: list[pulumi.Resource] = [gateway, public_routes]
     public = [
-        _subnet(name, f"public-{i}", vpc.id, cidrs[i], zone, public_routes.id, tags, opts)
+        _subnet(name, f"public-{i}", vpc.id, cidrs[i], zone, public_routes.id, tags, opts, egress)
         for i, zone in enumerate(zones)
     ]
     subnets = public
@@ -71,8 +72,9 @@ def build_network(pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opt
             tags=tags,
             opts=opts,
         )
+        egress += [nat, private_routes]
         subnets = [
-            _subnet(name, f"private-{i}", vpc.id, cidrs[count + i], zone, private_routes.id, tags, opts)
+            _subnet(name, f"private-{i}", vpc.id, cidrs[count + i], zone, private_routes.id, tags, opts, egress)
             for i, zone in enumerate(zones)
         ]
     group = _security_group(name, vpc.id, tags, opts)
@@ -81,6 +83,7 @@ def build_network(pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opt
         firewall_ids=[group.id],
         public_ip=not settings.private,
         nat=settings.private,
+        egress=egress,
     )
 
 
@@ -93,6 +96,7 @@ def _subnet(
     route_table_id: pulumi.Input[str],
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
+    egress: list[pulumi.Resource],
 ) -> aws.ec2.Subnet:
     subnet = aws.ec2.Subnet(
         part(pool, label),
@@ -103,8 +107,10 @@ def _subnet(
         tags={**tags, "Name": part(pool, label)},
         opts=opts,
     )
-    aws.ec2.RouteTableAssociation(
-        part(pool, f"{label}-routes"), subnet_id=subnet.id, route_table_id=route_table_id, opts=opts
+    egress.append(
+        aws.ec2.RouteTableAssociation(
+            part(pool, f"{label}-routes"), subnet_id=subnet.id, route_table_id=route_table_id, opts=opts
+        )
     )
     return subnet
 

@@ -59,7 +59,7 @@ def build_vm_group(
                 auto_delete=True,  # every recycled VM starts from a fresh disk
                 source_image=image_for(pool),
                 disk_size_gb=pool.disk.size_gb,
-                disk_type=pool.disk.type,
+                disk_type=pool.effective_disk_type,
                 labels=labels,
             )
         ],
@@ -129,7 +129,9 @@ def build_vm_group(
             force_update_on_repair="YES",
         ),
         wait_for_instances=False,
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(identity.needed_by_vms))),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[*identity.needed_by_vms, *network.egress])
+        ),
     )
     if pool.schedules:
         gcp.compute.RegionAutoscaler(

@@ -29,8 +29,9 @@ _PROJECT_IN_LINK = re.compile(r"projects/([^/]+)/global/networks/")
 def build_network(pool: GcpPool, project: str, region: str, tag: str, opts: pulumi.ResourceOptions) -> Network:
     name = pool.name
     nat = not pool.network.existing
+    egress: list[pulumi.Resource] = []
     if nat:
-        network, subnetwork = _created_network(pool, project, region, opts)
+        network, subnetwork, egress = _created_network(pool, project, region, opts)
         network_ref: pulumi.Input[str] = network.self_link
         subnet_ref: pulumi.Input[str] = subnetwork.self_link
         firewall_project = project
@@ -76,12 +77,13 @@ def build_network(pool: GcpPool, project: str, region: str, tag: str, opts: pulu
         firewall_ids=[rule.id for rule in rules],
         public_ip=False,
         nat=nat,
+        egress=egress,
     )
 
 
 def _created_network(
     pool: GcpPool, project: str, region: str, opts: pulumi.ResourceOptions
-) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork]:
+) -> tuple[gcp.compute.Network, gcp.compute.Subnetwork, list[pulumi.Resource]]:
     name = pool.name
     network = gcp.compute.Network(
         part(name, "vpc"),
@@ -111,7 +113,7 @@ def _created_network(
         region=region,
         opts=opts,
     )
-    gcp.compute.RouterNat(
+    nat = gcp.compute.RouterNat(
         part(name, "nat"),
         project=project,
         router=router.name,
@@ -130,4 +132,4 @@ def _created_network(
         log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
         opts=opts,
     )
-    return network, subnetwork
+    return network, subnetwork, [router, nat]

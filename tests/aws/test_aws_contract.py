@@ -13,6 +13,12 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 class TestAwsContract(BackendContract):
     vm_group_type = "aws:autoscaling/group:Group"
     grant_types = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")
+    egress_types = (
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    )
 
     files: ClassVar[dict[str, str]] = {
         "public": (

@@ -13,6 +13,7 @@ TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 class TestGcpContract(BackendContract):
     vm_group_type = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
     grant_types = ("gcp:secretmanager/secretIamMember:SecretIamMember", "gcp:projects/iAMMember:IAMMember")
+    egress_types = ("gcp:compute/router:Router", "gcp:compute/routerNat:RouterNat")
 
     files: ClassVar[dict[str, str]] = {
         "default": (

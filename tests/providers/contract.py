@@ -38,6 +38,7 @@ class BackendContract:
 
     vm_group_type: ClassVar[str]  # the ASG / MIG resource type
     grant_types: ClassVar[tuple[str, ...]]  # resources granting the VM identity read access to the secret
+    egress_types: ClassVar[tuple[str, ...]]  # gateways, NAT and routes that give VMs their way out
 
     # The contract ----------------------------------------------------------------
     @pytest.fixture(params=["pat", "app"])
@@ -91,17 +92,22 @@ class BackendContract:
             found = self.min_healthy_percent(recording)
             assert found and min(found) >= 100
 
-    def test_vms_come_after_and_go_before_the_credential_and_its_grants(
+    def test_vms_come_after_and_go_before_the_credential_grants_and_egress(
         self, recordings: dict[str, Recording], credential: str
     ) -> None:
-        """The group depends on the stored credential and every grant: created first,
-        deleted last, so draining VMs can still deregister during `pulumi destroy`."""
+        """The group depends on the stored credential, every grant and the way out:
+        created first, deleted last, so draining VMs can still deregister during
+        `pulumi destroy`."""
         sentinel = SENTINEL_TOKEN if credential == "pat" else SENTINEL_KEY.splitlines()[1]
         for recording in recordings.values():
             for pool in (r for r in recording.resources if r.type == POOL_TYPE):
                 members = recording.descendants_of(pool.urn)
                 (group,) = [r for r in members if r.type == self.vm_group_type]
-                needed = [r for r in members if _holds_secret(r, sentinel) or r.type in self.grant_types]
+                needed = [
+                    r
+                    for r in members
+                    if _holds_secret(r, sentinel) or r.type in self.grant_types or r.type in self.egress_types
+                ]
                 assert any(_holds_secret(r, sentinel) for r in needed)
                 for record in needed:
                     assert record.urn in group.dependencies, f"{group.name} does not wait for {record.name}"
