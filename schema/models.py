@@ -296,7 +296,8 @@ def aws_instance_arch(instance_type: str) -> Arch:
 
 class AwsDisk(Strict):
     size_gb: Annotated[StrictInt, Field(ge=10, le=16384)] = 40
-    type: Literal["gp3", "gp2", "io1", "io2"] = "gp3"
+    # io1/io2 need provisioned IOPS, which a runner's root disk has no use for.
+    type: Literal["gp3", "gp2"] = "gp3"
 
 
 class AwsNetwork(Strict):
@@ -395,9 +396,22 @@ def gcp_machine_arch(machine_type: str) -> Arch:
     return "arm64" if machine_type.split("-", 1)[0] in _GCP_ARM_SERIES else "x64"
 
 
+# Machine series that take only Hyperdisk, and series that cannot take
+# Hyperdisk Balanced: GCE accepts such a template but then creates no VM.
+GCP_HYPERDISK_ONLY = ("c4", "c4a", "c4d", "n4", "n4a", "n4d", "x4")
+GCP_NO_HYPERDISK_BALANCED = ("e2", "n1", "n2", "n2d", "t2a", "t2d")
+
+
+def gcp_machine_series(machine_type: str) -> str:
+    return machine_type.split("-", 1)[0]
+
+
 class GcpDisk(Strict):
     size_gb: Annotated[StrictInt, Field(ge=10, le=65536)] = 40
-    type: Literal["pd-balanced", "pd-ssd", "pd-standard", "hyperdisk-balanced"] = "pd-balanced"
+    type: Literal["pd-balanced", "pd-ssd", "pd-standard", "hyperdisk-balanced"] | None = Field(
+        default=None,
+        description="Default pd-balanced, or hyperdisk-balanced on series that take only Hyperdisk (C4, C4A, N4...).",
+    )
 
 
 class GcpNetwork(Strict):
@@ -460,6 +474,12 @@ class GcpPool(PoolCommon):
                 f"machine type {self.machine_type} is {gcp_machine_arch(self.machine_type)}, "
                 f"but the pool's arch is {self.arch}"
             )
+        series = gcp_machine_series(self.effective_machine_type)
+        disk = self.disk.type
+        if disk and disk.startswith("pd-") and series in GCP_HYPERDISK_ONLY:
+            raise ValueError(f"machine series {series} takes only Hyperdisk disks, not {disk}")
+        if disk == "hyperdisk-balanced" and series in GCP_NO_HYPERDISK_BALANCED:
+            raise ValueError(f"machine series {series} cannot use hyperdisk-balanced disks")
         if len(set(self.zones)) != len(self.zones):
             raise ValueError("zones lists a zone twice")
         if self.region:
@@ -471,6 +491,13 @@ class GcpPool(PoolCommon):
     @property
     def effective_machine_type(self) -> str:
         return self.machine_type or GCP_DEFAULT_MACHINE_TYPES[self.arch]
+
+    @property
+    def effective_disk_type(self) -> str:
+        if self.disk.type:
+            return self.disk.type
+        hyperdisk = gcp_machine_series(self.effective_machine_type) in GCP_HYPERDISK_ONLY
+        return "hyperdisk-balanced" if hyperdisk else "pd-balanced"
 
 
 Pool = Annotated[AwsPool | GcpPool, Discriminator("provider")]

@@ -18,7 +18,7 @@ Place = tuple[str, str]  # (project, region)
 # power-off (pulumi_gcp: scheduling.skip_guest_os_shutdown). Graceful shutdown,
 # which could extend that, is not available to managed instance groups. The
 # agent's drain must end inside that time so it can still deregister the runner.
-DRAIN_SECONDS = {"standard": 90, "spot": 20}
+DRAIN_SECONDS = {"standard": 80, "spot": 20}
 
 
 class GcpBackend(Backend[GcpPool]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -19,6 +20,7 @@ from providers.gcp.group import UBUNTU_IMAGE
 from providers.gcp.network import IAP_RANGE
 from providers.pool import RUNNER_POOL_TYPE, RunnerPool
 from schema.models import GcpPool, GitHubTarget
+from tests.providers.harness import run_file
 
 SENTINEL = "ghp_SENTINEL0gcp0credential0must0never0leak"
 CONFIG = {"gcp:project": "ci-project", "gcp:region": "europe-west4"}
@@ -438,7 +440,7 @@ def test_site_uses_stack_config_and_pool_values_win() -> None:
         assert (site.cloud, site.project, site.region) == ("gcp", "ci-project", "europe-west4")
         assert site.group_name == "ghr-test-codex"
         assert site.secret_name == "projects/ci-project/secrets/ghr-test-codex-credential"
-        assert site.agent_location()["drain_seconds"] == "90"
+        assert site.agent_location()["drain_seconds"] == "80"
         own = backend.site(pool_of(project="own-project", region="us-west1"))
         assert (own.project, own.region) == ("own-project", "us-west1")
         assert own.secret_name.startswith("projects/own-project/secrets/")
@@ -482,3 +484,18 @@ def test_long_names_fit_gcp_limits() -> None:
     assert GcpNames.of("dev", "x").account_id == "ghr-dev-x"
     # Deterministic: the same stack and pool always give the same names.
     assert GcpNames.of("Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z") == long
+
+
+def test_disk_type_defaults_by_machine_series(tmp_path: Path) -> None:
+    """C4A / N4 take only Hyperdisk; E2 and T2A take only persistent disks."""
+    recording = run_file(
+        tmp_path,
+        "version: 1\ngithub: {repository: a/b}\npools:\n"
+        "  - {name: axion, provider: gcp, arch: arm64, machine_type: c4a-standard-4}\n"
+        "  - {name: small, provider: gcp}\n",
+    )
+    disks = {
+        t.name: t.inputs["disks"][0]["diskType"]
+        for t in recording.of_type("gcp:compute/regionInstanceTemplate:RegionInstanceTemplate")
+    }
+    assert disks == {"axion-template": "hyperdisk-balanced", "small-template": "pd-balanced"}

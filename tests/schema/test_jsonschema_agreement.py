@@ -23,6 +23,7 @@ SEMANTIC_ONLY = {
     "duplicate-names.yaml": "unique pool names across the list",
     "defaults.yaml": "defaults are validated after merging into each pool",
     "group-on-repo.yaml": "runner groups depend on the GitHub target's scope",
+    "gcp-disk.yaml": "which disk types a GCP machine series takes",
 }
 # Not data at all: YAML syntax, duplicate keys, empty -- no JSON to validate.
 NOT_DATA = {"syntax.yaml", "duplicate-key.yaml", "empty.yaml"}
