@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group
+from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group, packed_user_data
 from providers.aws.identity import Account, build_identity
 from providers.aws.network import build_network
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
@@ -94,11 +94,11 @@ class AwsBackend(Backend[AwsPool]):
     def vm_group(
         self, pool: AwsPool, site: Site, network: Network, identity: Identity, user_data: str, parent: pulumi.Resource
     ) -> VmGroup:
-        size = len(user_data.encode())
+        size = len(packed_user_data(user_data))
         if size > USER_DATA_LIMIT:
             raise PoolProblem(
                 ("setup_script",),
-                f"user data is {size} bytes, EC2 allows {USER_DATA_LIMIT}: shorten the setup script "
+                f"user data is {size} bytes gzipped, EC2 allows {USER_DATA_LIMIT}: shorten the setup script "
                 "or bake the tools into the pool's image",
             )
         return build_vm_group(

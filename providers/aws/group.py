@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 
 import pulumi
 import pulumi_aws as aws
@@ -22,7 +23,14 @@ LIFECYCLE_HOOK = "gh-runners-drain"
 # deregister and complete the hook itself. An idle runner goes at once.
 DRAIN_SECONDS = 3000
 HOOK_TIMEOUT_SECONDS = DRAIN_SECONDS + 600
-USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data
+USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (counted before base64)
+
+
+def packed_user_data(user_data: str) -> bytes:
+    """gzip, which cloud-init detects and unpacks: the agent inside is already
+    xz-compressed, but the rest (config, unit, setup script) shrinks, leaving
+    room for longer setup scripts under EC2's 16 KB. mtime=0: same bytes every run."""
+    return gzip.compress(user_data.encode(), compresslevel=9, mtime=0)
 
 
 def image_for(pool: AwsPool) -> str:
@@ -75,7 +83,7 @@ def build_vm_group(
                 delete_on_termination="true",
             )
         ],
-        user_data=base64.b64encode(user_data.encode()).decode(),
+        user_data=base64.b64encode(packed_user_data(user_data)).decode(),
         update_default_version=True,
         tag_specifications=[
             aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 from parliament import analyze_policy_string
@@ -30,7 +33,9 @@ def policy_of(recording: Recording, pool: str) -> dict[str, Any]:
 
 def user_data_of(recording: Recording, pool: str) -> dict[str, Any]:
     encoded = recording.named(f"{pool}-template").inputs["userData"]
-    return yaml.safe_load(base64.b64decode(encoded))
+    packed = base64.b64decode(encoded)
+    assert packed[:2] == b"\x1f\x8b", "AWS user data is gzipped (cloud-init unpacks it)"
+    return yaml.safe_load(gzip.decompress(packed))
 
 
 def test_default_pool_builds_public_network_in_two_zones(tmp_path: Path) -> None:
@@ -259,3 +264,18 @@ def test_role_trusts_only_ec2(tmp_path: Path) -> None:
     assert trust["Statement"] == [
         {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
     ]
+
+
+def test_long_setup_scripts_fit_thanks_to_gzip_and_too_long_ones_are_located(tmp_path: Path) -> None:
+    script = "".join(f"echo step {i}: install something the jobs need\n" for i in range(200))  # ~9 KB
+    pool = "  - name: big\n    provider: aws\n    setup_script: |\n{}\n"
+    (tmp_path / "fits").mkdir()
+    recording = plan(tmp_path / "fits", pool.format("\n".join("      " + line for line in script.splitlines())))
+    assert len(base64.b64decode(recording.named("big-template").inputs["userData"])) <= 16 * 1024
+    # Incompressible noise: too big even gzipped, and the error names the field.
+    noise = "".join(f"echo {hashlib.sha256(str(i).encode()).hexdigest()}\n" for i in range(400))
+    (tmp_path / "too-big").mkdir()
+    with pytest.raises(
+        pulumi.RunError, match=r"runners\.yaml:6:19: pools\[0\]\.setup_script: user data is \d+ bytes gz"
+    ):
+        plan(tmp_path / "too-big", pool.format("\n".join("      " + line for line in noise.splitlines())))
