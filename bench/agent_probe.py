@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import sys
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ sys.path.insert(0, str(BOOTSTRAP_TESTS))
 import conftest as bootstrap_fixtures  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 from doubles.github import GitHubDouble  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
 from test_agent_harness import (  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
-    RUNNER_USER,
     Vm,
     vm_factory_fixture,  # noqa: F401 - the fixture, found by pytest under its name
 )
@@ -45,26 +42,19 @@ for _name, _value in vars(bootstrap_fixtures).items():
         globals()[_name] = _value
 
 
-def _prebake(vm: Vm, github: GitHubDouble) -> Path:
+def _prebake(vm: Vm) -> Path:
     """The pinned runner already in place, as on a prebaked image: no release lookup, no download.
 
-    Done like tests/bootstrap/test_agent_download.py's prebaked test; `run.sh` also
-    notes the moment it is exec'd in the returned file.
+    `Vm.prebake_runner`, as the prebaked-image test uses it; `run.sh` also notes the
+    moment it is exec'd in the returned file.
     """
-    release = vm.release
-    github.releases.clear()  # any download attempt would now fail
-    vm.runner_dir.mkdir()
-    with tarfile.open(release.tarball) as tar:
-        tar.extractall(vm.runner_dir, filter="data")
-    (vm.runner_dir / ".runner-version").write_text(f"{release.version} linux-x64\n")
-    nobody = pwd.getpwnam(RUNNER_USER)
+    vm.prebake_runner()
     stamps = vm.root / "bench"
     stamps.mkdir()
     run_sh = vm.runner_dir / "run.sh"
     shebang, rest = run_sh.read_text().split("\n", 1)
     run_sh.write_text(f'{shebang}\ndate +%s.%N >> "{stamps / STAMP}"\n{rest}')
-    for path in [stamps, vm.runner_dir, *vm.runner_dir.rglob("*")]:
-        os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+    vm.give_to_runner(stamps, run_sh)
     return stamps / STAMP
 
 
@@ -74,7 +64,7 @@ def test_agent_start_to_run_sh(vm_factory: Any, request: pytest.FixtureRequest, 
     cloud, kind = case.split(":")
     github: GitHubDouble = request.getfixturevalue("github")
     vm: Vm = vm_factory(cloud, "organization", kind)
-    stamp = _prebake(vm, github)
+    stamp = _prebake(vm)
     github.queue_job(LABELS, duration=0)
     if cloud == "aws":
         env = request.getfixturevalue("aws")

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import tarfile
-
 import pytest
 from doubles.github import GitHubDouble
 from test_agent_harness import RUNNER_USER, Vm, vm_factory_fixture  # noqa: F401 - fixture
@@ -45,15 +41,7 @@ def test_a_release_without_a_digest_is_refused(vm_factory, github: GitHubDouble)
 
 def test_a_prebaked_runner_of_the_right_version_skips_the_download(vm_factory, github: GitHubDouble) -> None:
     vm: Vm = vm_factory("aws")
-    release = vm.release
-    github.releases.clear()  # a download attempt would now fail
-    vm.runner_dir.mkdir()
-    with tarfile.open(release.tarball) as tar:
-        tar.extractall(vm.runner_dir, filter="data")
-    (vm.runner_dir / ".runner-version").write_text(f"{release.version} linux-x64\n")
-    nobody = pwd.getpwnam(RUNNER_USER)
-    for path in [vm.runner_dir, *vm.runner_dir.rglob("*")]:
-        os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+    vm.prebake_runner()  # a download attempt would now fail
     github.queue_job(LABELS, duration=0)
     agent = vm.run()
     assert agent.proc.returncode == 0, agent.output

@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -150,6 +152,22 @@ class Vm:
         published = self.github.add_runner_release(self.release.version, {"linux-x64": self.release.tarball}, **kw)
         return RunnerRelease(self.release.version, self.release.tarball, published[self.release.tarball.name],
                              self.release.record)
+
+    def prebake_runner(self) -> None:
+        """The pinned runner already in place, as on a prebaked image; any download now fails."""
+        self.github.releases.clear()
+        self.runner_dir.mkdir()
+        with tarfile.open(self.release.tarball) as tar:
+            tar.extractall(self.runner_dir, filter="data")
+        (self.runner_dir / ".runner-version").write_text(f"{self.release.version} linux-x64\n")
+        self.give_to_runner(self.runner_dir)
+
+    def give_to_runner(self, *paths: Path) -> None:
+        """chown each path (and everything below it) to the runner user."""
+        owner = pwd.getpwnam(RUNNER_USER)
+        for top in paths:
+            for path in [top, *top.rglob("*")]:
+                os.lchown(path, owner.pw_uid, owner.pw_gid)
 
     def argv(self) -> list[str]:
         return self.argv_log.read_text().splitlines() if self.argv_log.exists() else []
