@@ -16,6 +16,7 @@ import runpy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,16 @@ class Recording:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
 
+    @cached_property
+    def _children(self) -> dict[str, list[Recorded]]:
+        # Built once: a scan of every resource per lookup made trees quadratic.
+        index: dict[str, list[Recorded]] = {}
+        for record in self.resources:
+            index.setdefault(record.parent, []).append(record)
+        return index
+
     def children_of(self, urn: str) -> list[Recorded]:
-        return [r for r in self.resources if r.parent == urn]
+        return list(self._children.get(urn, []))
 
     def descendants_of(self, urn: str) -> list[Recorded]:
         found, frontier = [], [urn]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from plan.engine import SECRET, Recorded, Recording
@@ -123,20 +124,31 @@ def pool_warnings(pool: Pool, runners: RunnersFile) -> list[str]:
     return warnings
 
 
+def _entry(record: Recorded) -> dict[str, Any]:
+    return {
+        "type": record.type,
+        "name": record.name,
+        "properties": resource_view(record, full=True),
+        "secrets": record.secret_paths,
+    }
+
+
+def _by_type_and_name(records: Iterable[Recorded]) -> list[Recorded]:
+    return sorted(records, key=lambda r: (r.type, r.name))
+
+
+def _split(recording: Recording) -> tuple[dict[str, Recorded], dict[str, list[Recorded]], list[Recorded]]:
+    """Pool components by name, each pool's resources, and the stack-level (shared) rest."""
+    pools = {r.name: r for r in recording.resources if r.type == POOL_TYPE}
+    members = {name: recording.descendants_of(pool.urn) for name, pool in pools.items()}
+    pooled = {r.urn for found in members.values() for r in found} | {p.urn for p in pools.values()}
+    shared = [r for r in recording.resources if r.urn not in pooled]
+    return pools, members, _by_type_and_name(shared)
+
+
 def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict[str, str]) -> dict[str, Any]:
     """The stable, sorted, machine-readable plan."""
-    pools = {r.name: r for r in recording.resources if r.type == POOL_TYPE}
-    by_pool: dict[str, list[dict[str, Any]]] = {}
-    for name, pool_record in pools.items():
-        children = sorted(recording.descendants_of(pool_record.urn), key=lambda r: (r.type, r.name))
-        by_pool[name] = [
-            {"type": r.type, "name": r.name, "properties": resource_view(r, full=True), "secrets": r.secret_paths}
-            for r in children
-        ]
-    pooled = {r.urn for pool in pools.values() for r in recording.descendants_of(pool.urn)} | {
-        p.urn for p in pools.values()
-    }
-    shared = sorted((r for r in recording.resources if r.urn not in pooled), key=lambda r: (r.type, r.name))
+    _, members, shared = _split(recording)
     return {
         "github": {"scope": runners.github.scope, "target": runners.github.target, "url": runners.github.web_url},
         "placeholders": dict(sorted(placeholders.items())),
@@ -146,14 +158,11 @@ def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict
                 "provider": pool.provider,
                 "labels": pool.all_labels,
                 "warnings": pool_warnings(pool, runners),
-                "resources": by_pool.get(pool.name, []),
+                "resources": [_entry(r) for r in _by_type_and_name(members.get(pool.name, []))],
             }
             for pool in runners.pools
         ],
-        "shared": [
-            {"type": r.type, "name": r.name, "properties": resource_view(r, full=True), "secrets": r.secret_paths}
-            for r in shared
-        ],
+        "shared": [_entry(r) for r in shared],
         "outputs": recording.stack_outputs_shown,
     }
 
@@ -163,7 +172,7 @@ def plan_text(recording: Recording, runners: RunnersFile, placeholders: dict[str
     lines = [f"gh-runners plan for GitHub {github.scope} {github.target} ({github.web_url})"]
     if placeholders:
         lines.append("placeholders (offline): " + ", ".join(f"{k}={v}" for k, v in sorted(placeholders.items())))
-    pools = {r.name: r for r in recording.resources if r.type == POOL_TYPE}
+    pools, _, shared = _split(recording)
     for pool in runners.pools:
         record = pools.get(pool.name)
         lines += ["", f"{POOL_TYPE}  {pool.name}  ({pool.provider}, runs-on: {', '.join(pool.all_labels)})"]
@@ -172,27 +181,16 @@ def plan_text(recording: Recording, runners: RunnersFile, placeholders: dict[str
         if record is None:
             continue
         lines += _tree(recording, record.urn, "  ")
-    shared = [r for r in recording.resources if r.type != POOL_TYPE and not _under_pool(recording, r)]
     if shared:
         lines += ["", "shared"]
-        for r in sorted(shared, key=lambda r: (r.type, r.name)):
+        for r in shared:
             lines.append(f"  {r.type}  {r.name}{_props_inline(resource_view(r, full=False))}")
     return "\n".join(lines)
 
 
-def _under_pool(recording: Recording, record: Recorded) -> bool:
-    parents = {r.urn: r for r in recording.resources}
-    parent = parents.get(record.parent)
-    while parent is not None:
-        if parent.type == POOL_TYPE:
-            return True
-        parent = parents.get(parent.parent)
-    return False
-
-
 def _tree(recording: Recording, urn: str, indent: str) -> list[str]:
     lines = []
-    for child in sorted(recording.children_of(urn), key=lambda r: (r.type, r.name)):
+    for child in _by_type_and_name(recording.children_of(urn)):
         lines.append(f"{indent}{child.type}  {child.name}")
         for key, value in resource_view(child, full=False).items():
             lines.append(f"{indent}    {key}: {_compact(value)}")
