@@ -97,18 +97,19 @@ def _paths_of(value: Any, target: Any, prefix: str = "") -> Iterator[str]:
             yield from _paths_of(item, target, f"{prefix}[{i}]")
 
 
-def _redact(value: Any) -> Any:
-    """Wire-format properties with every secret replaced by "[secret]"."""
+def _plain(value: Any, redact: bool) -> Any:
+    """Wire-format properties as plain data: every secret replaced by "[secret]"
+    (redact) or by its value (for assertions only); numbers back to ints where
+    whole, since protobuf Structs carry every number as a double."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
         if value.get(_SIG_KEY) == _SECRET_SIG:
-            return SECRET
-        if _SIG_KEY in value:  # resource references, assets: keep what they name
-            return {k: _redact(v) for k, v in value.items() if k != _SIG_KEY}
-        return {k: _redact(v) for k, v in value.items()}
+            return SECRET if redact else _plain(value.get("value"), redact)
+        # Resource references and assets carry the marker key too: keep what they name.
+        return {k: _plain(v, redact) for k, v in value.items() if k != _SIG_KEY}
     if isinstance(value, list):
-        return [_redact(v) for v in value]
+        return [_plain(v, redact) for v in value]
     return value
 
 
@@ -215,8 +216,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             custom=request.custom,
             provider=request.provider,
             dependencies=list(request.dependencies),
-            inputs=_unwrap(wire),
-            shown=_redact(wire),
+            inputs=_plain(wire, redact=False),
+            shown=_plain(wire, redact=True),
             outputs=dict(state.state) if state else {},
         )
         return response
@@ -224,20 +225,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResourceOutputs(self, request: Any) -> Any:
         record = self.records.get(request.urn)
         if record is not None and request.outputs:
-            record.component_outputs = _redact(json_format.MessageToDict(request.outputs))
+            record.component_outputs = _plain(json_format.MessageToDict(request.outputs), redact=True)
         return super().RegisterResourceOutputs(request)
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # protobuf Structs carry every number as a double
-    if isinstance(value, dict):
-        if value.get(_SIG_KEY) == _SECRET_SIG:
-            return _unwrap(value.get("value"))
-        return {k: _unwrap(v) for k, v in value.items() if k != _SIG_KEY}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
 
 
 @contextmanager
