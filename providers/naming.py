@@ -34,3 +34,13 @@ def fitted(name: str, limit: int) -> str:
 def stack_scoped(stack: str, pool: str, limit: int, prefix: str = "ghr") -> str:
     """A cloud name unique per stack and pool, e.g. `ghr-dev-codex`; starts with a letter."""
     return fitted(f"{prefix}-{slug(stack)}-{pool}", limit)
+
+
+def deployment_scoped(project: str, stack: str, pool: str, limit: int, prefix: str = "ghr") -> str:
+    """A cloud name unique per project, stack and pool, e.g. `ghr-gh-runners-dev-codex`.
+
+    The project is part of it: two projects (or two copies of this one under
+    other names) with a `dev` stack and the same pool share an account or a
+    GCP project without colliding.
+    """
+    return fitted(f"{prefix}-{slug(project)}-{slug(stack)}-{pool}", limit)
