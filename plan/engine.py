@@ -9,6 +9,7 @@ decide anything the program decides.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -153,6 +154,12 @@ class CloudMocks(pulumi.runtime.Mocks):
                 outputs["name"] = f"projects/{project}/secrets/{inputs.get('secretId')}"
                 return outputs["name"], outputs
             return f"projects/{project}/{physical}", outputs
+        if args.typ == "random:index/randomId:RandomId":
+            # What the random provider computes: the same bytes as hex and base64url.
+            raw = bytes.fromhex(digest)[: int(inputs.get("byteLength", 8))]
+            outputs["hex"] = raw.hex()
+            outputs["b64Url"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            return outputs["b64Url"], outputs
         return f"{args.name}-{digest[:7]}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]

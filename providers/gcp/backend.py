@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_gcp as gcp
+from pulumi.runtime.mocks import MockMonitor
 
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
 from providers.gcp import GcpNames
@@ -14,11 +15,14 @@ from providers.tags import pool_tags
 from schema.models import GcpPool
 
 Place = tuple[str, str]  # (project, region)
-# GCE gives the guest 120 s (Spot: 30 s) between the ACPI soft-off and the hard
-# power-off (pulumi_gcp: scheduling.skip_guest_os_shutdown). Graceful shutdown,
-# which could extend that, is not available to managed instance groups. The
-# agent's drain must end inside that time so it can still deregister the runner.
-DRAIN_SECONDS = {"standard": 80, "spot": 20}
+# How long the agent waits for a running job after the shutdown signal
+# (Site.extra["drain_seconds"]). Inside each window of SHUTDOWN_WINDOW_SECONDS
+# (group.py) the agent must also stop the runner and deregister it, with the
+# retries of every GitHub and Google call on that path; the rest of the hour is
+# that reserve. tests/gcp/test_drain_budget.py adds it up from the agent's own
+# constants. Spot: 30 s hold the drain, the runner's stop and single attempts
+# at deregistration, not their retries (see that test).
+DRAIN_SECONDS = {"standard": 540, "spot": 10}
 
 
 class GcpBackend(Backend[GcpPool]):
@@ -27,7 +31,8 @@ class GcpBackend(Backend[GcpPool]):
     def __init__(self, context: StackContext) -> None:
         super().__init__(context)
         self._providers: dict[Place, gcp.Provider] = {}
-        self._zone_counts: dict[Place, pulumi.Output[int]] = {}
+        self._zones: dict[Place, pulumi.Output[list[str]]] = {}
+        self._offers: dict[tuple[str, str, str], pulumi.Output[bool]] = {}  # (project, zone, machine type)
 
     # Shared per project and region: created once, used by every pool there.
 
@@ -37,22 +42,59 @@ class GcpBackend(Backend[GcpPool]):
             self._providers[place] = gcp.Provider(f"gcp-{project}-{region}", project=project, region=region)
         return self._providers[place]
 
-    def _zone_count(self, place: Place) -> pulumi.Output[int]:
+    def _region_zones(self, place: Place) -> pulumi.Output[list[str]]:
         # One lookup per region, not per pool: per-pool data-source calls make
         # program evaluation grow with the square of the pool count.
-        if place not in self._zone_counts:
+        if place not in self._zones:
             project, region = place
             zones = gcp.compute.get_zones_output(
                 project=project, region=region, opts=pulumi.InvokeOutputOptions(provider=self._provider(place))
             )
-            self._zone_counts[place] = zones.names.apply(len)
-        return self._zone_counts[place]
+            self._zones[place] = zones.names.apply(list)
+        return self._zones[place]
+
+    def _offered(self, place: Place, zone: str, machine_type: str) -> pulumi.Output[bool]:
+        """Whether `zone` offers `machine_type`: one lookup per project, zone and type."""
+        key = (place[0], zone, machine_type)
+        if key not in self._offers:
+            found = gcp.compute.get_machine_types_output(
+                filter=f"name = {machine_type}",
+                project=place[0],
+                zone=zone,
+                opts=pulumi.InvokeOutputOptions(provider=self._provider(place)),
+            )
+            self._offers[key] = found.machine_types.apply(lambda types: any(t.name == machine_type for t in types))
+        return self._offers[key]
+
+    def _machine_type(self, pool: GcpPool, place: Place) -> pulumi.Input[str]:
+        """The pool's machine type, once the cloud confirms its zones offer it.
+
+        A type a zone lacks (the arm64 default t2a-standard-2 exists in few
+        regions) leaves a group without VMs behind a green `pulumi up`; the
+        lookup turns that into an error before anything is created.
+        """
+        machine_type = pool.effective_machine_type
+        if offline():
+            pulumi.log.warn(
+                f"pool {pool.name}: machine type {machine_type} not checked against the zones of {place[1]} "
+                "(offline plan: no cloud to ask); `pulumi preview` checks it"
+            )
+            return machine_type
+        zones = pulumi.Output.from_input(list(pool.zones)) if pool.zones else self._region_zones(place)
+
+        def offers(names: list[str]) -> pulumi.Output[dict[str, bool]]:
+            flags: list[pulumi.Input[bool]] = [self._offered(place, zone, machine_type) for zone in names]
+            found: pulumi.Output[list[bool]] = pulumi.Output.all(*flags)
+            return found.apply(lambda has: dict(zip(names, has, strict=True)))
+
+        offered: pulumi.Output[dict[str, bool]] = zones.apply(offers)
+        return offered.apply(lambda found: checked_machine_type(pool, place[1], found))
 
     def _opts(self, site: Site, parent: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self._provider(_place(site)))
 
-    def _names(self, pool: GcpPool) -> GcpNames:
-        return GcpNames.of(self.context.stack, pool.name)
+    def _names(self, pool: GcpPool, site: Site) -> GcpNames:
+        return GcpNames.of(self.context.project, self.context.stack, pool.name, site.region, pool.zones)
 
     # The interface.
 
@@ -76,7 +118,7 @@ class GcpBackend(Backend[GcpPool]):
         # Schedules GCP's autoscaler cannot express fail here, before the pool
         # has created anything.
         scaling_schedules(pool)
-        names = self._names(pool)
+        names = GcpNames.of(self.context.project, self.context.stack, pool.name, region, pool.zones)
         return Site(
             cloud="gcp",
             region=region,
@@ -87,14 +129,14 @@ class GcpBackend(Backend[GcpPool]):
         )
 
     def network(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Network:
-        return build_network(pool, _place(site)[0], site.region, self._names(pool).group, self._opts(site, parent))
+        return build_network(pool, _place(site)[0], site.region, self._names(pool, site).tag, self._opts(site, parent))
 
     def identity(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Identity:
         return build_identity(
             pool,
             _place(site)[0],
             site.region,
-            self._names(pool),
+            self._names(pool, site),
             self.context.credential,
             pool_tags(pool, self.context),
             self._opts(site, parent),
@@ -108,13 +150,14 @@ class GcpBackend(Backend[GcpPool]):
             pool,
             place[0],
             site.region,
-            self._names(pool),
+            self._names(pool, site),
             network,
             identity,
             user_data,
             pool_tags(pool, self.context),
             # Only asked for when the pool names no zones of its own.
-            len(pool.zones) if pool.zones else self._zone_count(place),
+            len(pool.zones) if pool.zones else self._region_zones(place).apply(len),
+            self._machine_type(pool, place),
             self._opts(site, parent),
         )
 
@@ -122,3 +165,33 @@ class GcpBackend(Backend[GcpPool]):
 def _place(site: Site) -> Place:
     assert site.project, "a GCP site always has a project"
     return (site.project, site.region)
+
+
+def offline() -> bool:
+    """True under Pulumi's mocks -- the offline plan and the tests -- where no cloud answers lookups."""
+    return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
+
+
+def checked_machine_type(pool: GcpPool, region: str, offered: dict[str, bool]) -> str:
+    """The machine type if the zones the group uses offer it; a RunError naming the zones if not.
+
+    Pinned zones must all offer it (the group places VMs in each). GCP-picked
+    zones need one; zones without it are a warning (pin `zones` to avoid them).
+    """
+    machine_type = pool.effective_machine_type
+    missing = sorted(zone for zone, has in offered.items() if not has)
+    having = sorted(zone for zone, has in offered.items() if has)
+    where = f"pool {pool.name}: machine_type"
+    if pool.zones and missing:
+        raise pulumi.RunError(
+            f"{where}: {machine_type} is not offered in {', '.join(missing)}"
+            + (f" (it is in {', '.join(having)}): list only those in `zones`" if having else "")
+        )
+    if not having:
+        raise pulumi.RunError(f"{where}: no zone of {region} offers {machine_type}: pick another type or region")
+    if missing:
+        pulumi.log.warn(
+            f"{where}: {machine_type} is not offered in {', '.join(missing)}; "
+            f"set `zones: [{', '.join(having)}]` so the group never tries there"
+        )
+    return machine_type

@@ -25,6 +25,24 @@ UBUNTU_ARCH = {"x64": "amd64", "arm64": "arm64"}
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 MIN_SCHEDULE_SECONDS = 300  # GCP's lower bound for a scaling schedule's duration_sec
 
+# The shutdown windows: how long a VM has, from the ACPI shutdown signal that
+# makes systemd stop the agent, until GCE powers it off.
+# - Standard VMs: graceful shutdown (scheduling.gracefulShutdown, preview) for
+#   up to one hour, GCP's maximum (maxDuration.seconds: 1..3600, pulumi_gcp
+#   RegionInstanceTemplateSchedulingGracefulShutdownMaxDurationArgs). MIG
+#   deletions -- a template roll, a scale-in, deleting the group -- honour it
+#   unless the caller passes noGracefulShutdown (REST regionInstanceGroupManagers
+#   .delete / .deleteInstances), which nothing here does.
+# - Spot VMs: a preemption gives 30 s whatever the template says (Compute Engine
+#   "Preemption process"), and the agent cannot tell a preemption from a MIG
+#   deletion, so spot templates ask for no graceful shutdown and spot drains fit 30 s.
+GRACEFUL_SHUTDOWN_SECONDS = 3600
+SPOT_SHUTDOWN_SECONDS = 30
+SHUTDOWN_WINDOW_SECONDS = {"standard": GRACEFUL_SHUTDOWN_SECONDS, "spot": SPOT_SHUTDOWN_SECONDS}
+# Deleting a group waits for its VMs' graceful shutdown; the provider's default
+# delete timeout is 15 minutes (resource_compute_region_instance_group_manager.go, Timeouts).
+GROUP_DELETE_TIMEOUT = f"{GRACEFUL_SHUTDOWN_SECONDS // 60 + 15}m"
+
 
 def image_for(pool: GcpPool) -> str:
     return pool.image or UBUNTU_IMAGE.format(arch=UBUNTU_ARCH[pool.arch])
@@ -40,6 +58,7 @@ def build_vm_group(
     user_data: str,
     labels: dict[str, str],
     zone_count: pulumi.Input[int],
+    machine_type: pulumi.Input[str],
     opts: pulumi.ResourceOptions,
 ) -> VmGroup:
     name = pool.name
@@ -52,7 +71,7 @@ def build_vm_group(
         project=project,
         region=region,
         description=f"gh-runners pool {name}",
-        machine_type=pool.effective_machine_type,
+        machine_type=machine_type,  # pool.effective_machine_type, checked against the zones (backend.py)
         disks=[
             gcp.compute.RegionInstanceTemplateDiskArgs(
                 boot=True,
@@ -87,7 +106,7 @@ def build_vm_group(
         },
         scheduling=_scheduling(pool),
         labels=labels,
-        tags=[names.group],  # the firewall rules target the pool by this tag
+        tags=[names.tag],  # the firewall rules target the pool by this tag
         opts=opts,
     )
     group = gcp.compute.RegionInstanceGroupManager(
@@ -100,9 +119,13 @@ def build_vm_group(
         versions=[
             gcp.compute.RegionInstanceGroupManagerVersionArgs(name="runners", instance_template=template.self_link)
         ],
-        # With an autoscaler the autoscaler owns the size: leave it unset, or
-        # every `pulumi up` would fight it.
-        target_size=None if pool.schedules else pool.size.desired_count,
+        # The size is set here once, when the group is created; from then on
+        # the group's autoscaler owns it (ignore_changes below). A target_size
+        # that Pulumi changes later is a `resize` call, which GCE refuses with
+        # 412 on a group that still has an autoscaler -- as when schedules are
+        # removed and the autoscaler, deleted last, still exists
+        # (terraform-google-modules/terraform-google-vm#64).
+        target_size=pool_floor(pool),
         distribution_policy_zones=list(pool.zones) or None,
         # BALANCED prefers zones with capacity (spot, Arm) and still spreads;
         # unlike EVEN it never deletes VMs (possibly busy) to rebalance zones.
@@ -130,40 +153,51 @@ def build_vm_group(
         ),
         wait_for_instances=False,
         opts=pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(depends_on=[*identity.needed_by_vms, *network.egress])
+            opts,
+            pulumi.ResourceOptions(
+                depends_on=[*identity.needed_by_vms, *network.egress],
+                # Pulumi keeps the stored target_size (or none, for a group an
+                # earlier version made without one): it never resizes the group.
+                # The size is the runtime's: today the autoscaler below, later
+                # whatever replaces it (demand scaling), with nothing to undo here.
+                ignore_changes=["targetSize"],
+                custom_timeouts=pulumi.CustomTimeouts(delete=GROUP_DELETE_TIMEOUT),
+            ),
         ),
     )
-    if pool.schedules:
-        gcp.compute.RegionAutoscaler(
-            part(name, "autoscaler"),
-            project=project,
-            region=region,
-            target=group.id,
-            description=f"gh-runners pool {name}: size from its schedules",
-            autoscaling_policy=gcp.compute.RegionAutoscalerAutoscalingPolicyArgs(
-                min_replicas=autoscaler_floor(pool),
-                max_replicas=pool.size.max,
-                mode="ON",
-                # The schedules are the only signal. Left at its 0.6 default, the
-                # CPU signal would add VMs under load and delete VMs -- busy
-                # runners among them -- whenever the load drops. A target of 1.0
-                # (the maximum) never asks for more VMs than run at full load, so
-                # CPU adds none, and it cannot go below the schedules' floor.
-                cpu_utilization=gcp.compute.RegionAutoscalerAutoscalingPolicyCpuUtilizationArgs(target=1.0),
-                scaling_schedules=[
-                    gcp.compute.RegionAutoscalerAutoscalingPolicyScalingScheduleArgs(
-                        name=window.name,
-                        schedule=window.cron,
-                        time_zone=window.time_zone,
-                        duration_sec=window.duration_sec,
-                        min_required_replicas=window.replicas,
-                        description=window.description,
-                    )
-                    for window in schedules
-                ],
-            ),
-            opts=opts,
-        )
+    # Every pool has an autoscaler, schedules or not: a pool's size moves only
+    # through it, so adding or removing schedules, or changing the size, is an
+    # update of this one resource and never a resize of an autoscaled group.
+    gcp.compute.RegionAutoscaler(
+        part(name, "autoscaler"),
+        project=project,
+        region=region,
+        target=group.id,
+        description=f"gh-runners pool {name}: its size, moved by its schedules",
+        autoscaling_policy=gcp.compute.RegionAutoscalerAutoscalingPolicyArgs(
+            min_replicas=pool_floor(pool),
+            max_replicas=pool.size.max,
+            mode="ON",
+            # The schedules are the only signal. Left at its 0.6 default, the
+            # CPU signal would add VMs under load and delete VMs -- busy
+            # runners among them -- whenever the load drops. A target of 1.0
+            # (the maximum) never asks for more VMs than run at full load, so
+            # CPU adds none, and it cannot go below the floor.
+            cpu_utilization=gcp.compute.RegionAutoscalerAutoscalingPolicyCpuUtilizationArgs(target=1.0),
+            scaling_schedules=[
+                gcp.compute.RegionAutoscalerAutoscalingPolicyScalingScheduleArgs(
+                    name=window.name,
+                    schedule=window.cron,
+                    time_zone=window.time_zone,
+                    duration_sec=window.duration_sec,
+                    min_required_replicas=window.replicas,
+                    description=window.description,
+                )
+                for window in schedules
+            ],
+        ),
+        opts=opts,
+    )
     return VmGroup(name=group.name, id=group.id)
 
 
@@ -171,6 +205,7 @@ def _scheduling(pool: GcpPool) -> gcp.compute.RegionInstanceTemplateSchedulingAr
     if pool.spot:
         # GCP's rules for SPOT: preemptible, no automatic restart, terminate on
         # host maintenance. DELETE on preemption: the MIG then recreates the VM.
+        # No graceful shutdown: see SHUTDOWN_WINDOW_SECONDS.
         return gcp.compute.RegionInstanceTemplateSchedulingArgs(
             provisioning_model="SPOT",
             preemptible=True,
@@ -180,11 +215,19 @@ def _scheduling(pool: GcpPool) -> gcp.compute.RegionInstanceTemplateSchedulingAr
         )
     # Standard VMs keep GCP's defaults (live migration where the machine series
     # has it, automatic restart after a host failure). No max_run_duration: a
-    # persistent runner lives until it is replaced. No graceful_shutdown either:
-    # pulumi_gcp has scheduling.graceful_shutdown, but GCP does not offer it to
-    # VMs of a managed instance group; the agent drains within the ordinary
-    # ACPI shutdown window instead (see DRAIN_SECONDS in backend.py).
-    return gcp.compute.RegionInstanceTemplateSchedulingArgs(provisioning_model="STANDARD", automatic_restart=True)
+    # persistent runner lives until it is replaced. Graceful shutdown gives a
+    # VM that the group deletes (template roll, scale-in, destroy) the time to
+    # finish a running job, as the termination hook does on AWS.
+    return gcp.compute.RegionInstanceTemplateSchedulingArgs(
+        provisioning_model="STANDARD",
+        automatic_restart=True,
+        graceful_shutdown=gcp.compute.RegionInstanceTemplateSchedulingGracefulShutdownArgs(
+            enabled=True,
+            max_duration=gcp.compute.RegionInstanceTemplateSchedulingGracefulShutdownMaxDurationArgs(
+                seconds=GRACEFUL_SHUTDOWN_SECONDS
+            ),
+        ),
+    )
 
 
 # --- schedules -> autoscaler scaling schedules ----------------------------------
@@ -197,6 +240,15 @@ def _scheduling(pool: GcpPool) -> gcp.compute.RegionInstanceTemplateSchedulingAr
 # every schedule above it becomes a window lasting until the size next changes.
 # GCP has one duration per window, so that time must be the same after every
 # firing; it is worked out by walking the schedules over a week or a year.
+#
+# Daylight saving time: GCP starts a window when its cron fires on the wall
+# clock of its time_zone, but duration_sec counts elapsed seconds. A window
+# from 20:00 to 06:00 Berlin time lasts 10 h of wall clock and 9 h or 11 h of
+# real time on the nights the clocks change. The wall-clock length must be the
+# same after every firing (what the user wrote); the window then lasts the
+# longest real time any firing in a year needs, so it never ends before the
+# size changes -- on the nights the clocks go forward it keeps the larger size
+# one hour longer (cost, never a missing runner).
 
 
 @dataclass(frozen=True)
@@ -213,12 +265,17 @@ def autoscaler_floor(pool: GcpPool) -> int:
     return min([pool.size.min, *(schedule.desired for schedule in pool.schedules)])
 
 
+def pool_floor(pool: GcpPool) -> int:
+    """The size the group never goes below: `desired`, or with schedules the smallest size they ask for."""
+    return autoscaler_floor(pool) if pool.schedules else pool.size.desired_count
+
+
 def scaling_schedules(pool: GcpPool) -> list[Window]:
     """The autoscaler windows of a pool's schedules; PoolProblem where GCP cannot express them."""
     if not pool.schedules:
         return []
     floor = autoscaler_floor(pool)
-    durations = _window_durations(pool.schedules)
+    durations, elapsed = _window_durations(pool.schedules)
     windows = []
     for i, schedule in enumerate(pool.schedules):
         if schedule.desired <= floor:
@@ -246,7 +303,7 @@ def scaling_schedules(pool: GcpPool) -> list[Window]:
                 name=f"schedule-{i}",
                 cron=gcp_cron(schedule.cron),
                 time_zone=schedule.time_zone,
-                duration_sec=seconds,
+                duration_sec=elapsed[i],
                 replicas=schedule.desired,
                 description=f"gh-runners: {schedule.desired} VMs from `{schedule.cron}` ({schedule.time_zone})",
             )
@@ -263,8 +320,9 @@ _WEEK = (date(2025, 1, 6), date(2025, 1, 13), date(2025, 1, 27))  # from a Monda
 _YEAR = (date(2025, 1, 1), date(2026, 1, 1), date(2027, 1, 1))
 
 
-def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
-    """Per schedule, every distinct time (seconds, on its own wall clock) its size lasts."""
+def _window_durations(schedules: Sequence[Schedule]) -> tuple[list[set[int]], list[int]]:
+    """Per schedule, every distinct time (seconds, on its own wall clock) its size lasts,
+    and the longest real (elapsed) time any of its firings in a year lasts."""
     weekly = len({s.time_zone for s in schedules}) == 1 and all(s.cron.split()[2:4] == ["*", "*"] for s in schedules)
     first, measured_end, horizon = _WEEK if weekly else _YEAR
     events: list[tuple[datetime, int]] = []  # (UTC instant, schedule index)
@@ -288,6 +346,7 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
     start = datetime.combine(first, datetime.min.time(), timezone.utc)
     end = datetime.combine(measured_end, datetime.min.time(), timezone.utc)
     durations: list[set[int]] = [set() for _ in schedules]
+    elapsed = [0 for _ in schedules]
     for k, (when, i) in enumerate(events):
         if not start <= when < end:
             continue
@@ -306,9 +365,22 @@ def _window_durations(schedules: Sequence[Schedule]) -> list[set[int]]:
         zone = ZoneInfo(schedules[i].time_zone)
         # Measured on the schedule's wall clock, as GCP reads its cron: a window
         # spanning a DST change is still "20:00 to 08:00".
-        wall = until.astimezone(zone).replace(tzinfo=None) - when.astimezone(zone).replace(tzinfo=None)
+        local_start = when.astimezone(zone).replace(tzinfo=None)
+        wall = until.astimezone(zone).replace(tzinfo=None) - local_start
         durations[i].add(int(wall.total_seconds()))
-    return durations
+        # A weekly walk measured one January week: replay the same wall-clock
+        # window on every week of the year to meet both DST changes.
+        weeks = range(53) if weekly else range(1)
+        longest = max(_elapsed(local_start + timedelta(weeks=k), wall, zone) for k in weeks)
+        elapsed[i] = max(elapsed[i], int(longest.total_seconds()))
+    return durations, elapsed
+
+
+def _elapsed(local_start: datetime, wall: timedelta, zone: ZoneInfo) -> timedelta:
+    """Real time between two wall-clock readings `wall` apart in `zone`."""
+    start = local_start.replace(tzinfo=zone).astimezone(timezone.utc)
+    end = (local_start + wall).replace(tzinfo=zone).astimezone(timezone.utc)
+    return end - start
 
 
 def _firings(schedule: Schedule, first: date, stop: date) -> Iterator[datetime]:

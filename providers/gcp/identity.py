@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_random as random
 
 from providers.base import Identity
-from providers.gcp import GcpNames
+from providers.gcp import ROLE_SUFFIX_BYTES, GcpNames
 from providers.naming import part
 from schema.models import GcpPool
 
@@ -14,11 +15,11 @@ SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 # The agent's own logs and metrics: write-only roles, no read access to anything.
 PROJECT_ROLES = {"logs": "roles/logging.logWriter", "metrics": "roles/monitoring.metricWriter"}
 # regionInstanceGroupManagers.listManagedInstances (the ghost sweep) needs read
-# access to the group. Compute Engine has no IAM policy on a single instance group
-# manager, so a project-level custom role holding only these read permissions is
-# the narrowest grant there is. listManagedInstances is documented under both names (REST reference: .get;
-# gcloud's list-instances: .list); both are read-only on group metadata.
-GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.list"]
+# access to the group: compute.instanceGroupManagers.get, and only that (REST
+# reference, regionInstanceGroupManagers/listManagedInstances, "Authorization").
+# Compute Engine has no IAM policy on a single instance group manager, so a
+# project-level custom role holding only that permission is the narrowest grant.
+GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get"]
 
 
 def build_identity(
@@ -75,9 +76,23 @@ def build_identity(
         grants.append(
             gcp.projects.IAMMember(part(name, f"sa-{key}"), project=project, role=role, member=member, opts=opts)
         )
+    # A deleted custom role keeps its id: undeletable for 7 days (the provider
+    # then revives it on create), and reserved until it is purged about 37 days
+    # after deletion, when a create under that id fails
+    # (terraform-provider-google, resourcemanager/resource_google_project_iam_custom_role.go,
+    # Create: "soft-deleted"). A random suffix, kept in state, gives every
+    # deployment its own id, so destroy and re-create work on any day. It
+    # renews with the project because the role moves (role_id and project are
+    # ForceNew); the prefix keeps the id recognisable.
+    suffix = random.RandomId(
+        part(name, "role-suffix"),
+        byte_length=ROLE_SUFFIX_BYTES,
+        keepers={"project": project},
+        opts=pulumi.ResourceOptions(parent=opts.parent),  # the random provider, not the pool's GCP one
+    )
     reader = gcp.projects.IAMCustomRole(
         part(name, "group-role"),
-        role_id=names.role_id,
+        role_id=suffix.hex.apply(lambda hex_: f"{names.role_prefix}_{hex_}"),
         project=project,
         title=f"gh-runners {name} group reader",
         description="Read managed instance groups (listManagedInstances) for the gh-runners ghost sweep.",

@@ -23,6 +23,7 @@ IAP_RANGE = "35.235.240.0/20"
 # of ours (priority 1000) wins over it, and it makes the intent visible in audits.
 DENY_PRIORITY = 65534
 ALLOW_PRIORITY = 1000
+NETWORK_MTU = 1500  # what Docker assumes inside the VM
 _PROJECT_IN_LINK = re.compile(r"projects/([^/]+)/global/networks/")
 
 
@@ -91,6 +92,12 @@ def _created_network(
         description=f"gh-runners pool {name}",
         auto_create_subnetworks=False,
         routing_mode="REGIONAL",
+        # GCP's default MTU is 1460, Docker's bridge and per-job networks use
+        # 1500: container jobs then stall on large transfers when PMTU discovery
+        # is blocked (actions/runner#2966). 1500 is a valid VPC MTU
+        # (https://cloud.google.com/vpc/docs/mtu) and, since provider v6.37, an
+        # in-place update for networks that already exist (no replacement).
+        mtu=NETWORK_MTU,
         opts=opts,
     )
     subnetwork = gcp.compute.Subnetwork(

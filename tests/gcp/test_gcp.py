@@ -6,17 +6,19 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
 import pytest
 
-from plan.engine import Recording, run
+from plan.engine import Recording, RecordingMonitor, run
 from providers.base import PoolProblem, StackContext
-from providers.gcp import GcpNames
-from providers.gcp.backend import GcpBackend
-from providers.gcp.group import UBUNTU_IMAGE
+from providers.gcp import GcpNames, placement
+from providers.gcp import backend as backend_module
+from providers.gcp.backend import GcpBackend, checked_machine_type
+from providers.gcp.group import GROUP_DELETE_TIMEOUT, UBUNTU_IMAGE
 from providers.gcp.network import IAP_RANGE
 from providers.pool import RUNNER_POOL_TYPE, RunnerPool
 from schema.models import GcpPool, GitHubTarget
@@ -26,6 +28,7 @@ SENTINEL = "ghp_SENTINEL0gcp0credential0must0never0leak"
 CONFIG = {"gcp:project": "ci-project", "gcp:region": "europe-west4"}
 STACK = "test"
 GROUP = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+AUTOSCALER = "gcp:compute/regionAutoscaler:RegionAutoscaler"
 TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 FIREWALL = "gcp:compute/firewall:Firewall"
 PROVIDER = "pulumi:providers:gcp"
@@ -72,8 +75,8 @@ def in_program(body: Callable[[GcpBackend], None], config: dict[str, str] | None
     run(lambda: body(GcpBackend(context())), config=config if config is not None else CONFIG, stack=STACK)
 
 
-def names(pool: str = "codex") -> GcpNames:
-    return GcpNames.of(STACK, pool)
+def names(pool: str = "codex", region: str = "europe-west4", zones: tuple[str, ...] = ()) -> GcpNames:
+    return GcpNames.of("gh-runners", STACK, pool, region, zones)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +102,12 @@ def test_default_pool_resources(default: Recording) -> None:
             "gcp:projects/iAMMember:IAMMember",
             "gcp:projects/iAMMember:IAMMember",
             "gcp:projects/iAMCustomRole:IAMCustomRole",
+            "random:index/randomId:RandomId",
             TEMPLATE,
             GROUP,
+            AUTOSCALER,
         ]
-    )  # no autoscaler without schedules, no IAP rule unless asked
+    )  # an autoscaler even without schedules (it owns the size); no IAP rule unless asked
 
 
 def test_every_resource_uses_the_pool_parent_and_the_explicit_provider(default: Recording) -> None:
@@ -114,8 +119,9 @@ def test_every_resource_uses_the_pool_parent_and_the_explicit_provider(default: 
     for record in default.resources:
         if record.custom and record.type != PROVIDER:
             assert record.parent == pool.urn, record.name
-            assert record.provider.startswith(provider.urn + "::"), record.name
             assert record.name.startswith("codex-"), record.name
+            if record.type.startswith("gcp:"):  # the role's random suffix uses the random provider
+                assert record.provider.startswith(provider.urn + "::"), record.name
 
 
 def test_created_network_is_private_with_cloud_nat(default: Recording) -> None:
@@ -144,13 +150,13 @@ def test_firewall_denies_all_ingress_to_the_pool_tag(default: Recording) -> None
     assert rule.inputs["denies"] == [{"protocol": "all"}]
     assert "allows" not in rule.inputs
     assert rule.inputs["priority"] == 65534
-    assert rule.inputs["targetTags"] == [names().group]
+    assert rule.inputs["targetTags"] == [names().tag]
     assert rule.inputs["network"] == default.named("codex-vpc").outputs["selfLink"]
 
 
 def test_instance_template(default: Recording) -> None:
     template = default.named("codex-template").inputs
-    assert template["namePrefix"] == "ghr-test-codex-" and len(template["namePrefix"]) <= 37
+    assert template["namePrefix"] == "ghr-gh-runners-test-codex-" and len(template["namePrefix"]) <= 37
     assert "name" not in template
     assert template["region"] == "europe-west4" and template["project"] == "ci-project"
     assert template["machineType"] == "e2-standard-2"
@@ -171,10 +177,15 @@ def test_instance_template(default: Recording) -> None:
         "enableVtpm": True,
         "enableIntegrityMonitoring": True,
     }
-    assert template["scheduling"] == {"provisioningModel": "STANDARD", "automaticRestart": True}
+    assert template["scheduling"] == {
+        "provisioningModel": "STANDARD",
+        "automaticRestart": True,
+        # A VM the group deletes gets up to an hour to finish its job (GCP's maximum).
+        "gracefulShutdown": {"enabled": True, "maxDuration": {"seconds": 3600}},
+    }
     assert "maxRunDuration" not in template["scheduling"]
     assert template["labels"] == {"gh-runners-pool": "codex", "gh-runners-stack": "test", "managed-by": "gh-runners"}
-    assert template["tags"] == [names().group]
+    assert template["tags"] == [names().tag]
 
 
 def test_template_metadata_carries_user_data_and_locks_ssh(default: Recording) -> None:
@@ -201,10 +212,10 @@ def test_template_runs_as_the_pool_service_account_with_cloud_platform_scope(def
 
 def test_regional_group_updates_without_dropping_capacity(default: Recording) -> None:
     group = default.named("codex-group").inputs
-    assert group["name"] == names().group == "ghr-test-codex"
+    assert group["name"] == names().group == f"ghr-gh-runners-test-codex-{placement('europe-west4', ())}"
     assert group["baseInstanceName"] == names().base_instance
     assert group["region"] == "europe-west4"
-    assert group["targetSize"] == 0  # size.desired defaults to size.min
+    assert group["targetSize"] == 0  # size.desired defaults to size.min; set at creation only
     assert group["versions"] == [
         {"name": "runners", "instanceTemplate": default.named("codex-template").outputs["selfLink"]}
     ]
@@ -228,7 +239,7 @@ def test_regional_group_updates_without_dropping_capacity(default: Recording) ->
 
 def test_secret_lives_in_the_pool_region_with_labels(default: Recording) -> None:
     secret = default.named("codex-secret").inputs
-    assert secret["secretId"] == names().secret_id == "ghr-test-codex-credential"
+    assert secret["secretId"] == names().secret_id == "ghr-gh-runners-test-codex-credential-europe-west4"
     assert secret["replication"] == {"userManaged": {"replicas": [{"location": "europe-west4"}]}}
     assert secret["labels"]["gh-runners-pool"] == "codex"
     version = default.named("codex-credential")
@@ -265,7 +276,9 @@ def test_iam_is_scoped_to_the_one_secret_and_the_one_account(default: Recording)
         "member": member,
     }
     project_roles = {r.inputs["role"] for r in default.of_type("gcp:projects/iAMMember:IAMMember")}
-    role_id = names().role_id
+    role_id = default.named("codex-group-role").inputs["roleId"]
+    suffix = default.named("codex-role-suffix").outputs["hex"]
+    assert role_id == f"{names().role_prefix}_{suffix}" and len(suffix) == 8
     assert project_roles == {
         "roles/logging.logWriter",
         "roles/monitoring.metricWriter",
@@ -276,8 +289,8 @@ def test_iam_is_scoped_to_the_one_secret_and_the_one_account(default: Recording)
         assert "condition" not in grant.inputs
     custom = default.named("codex-group-role").inputs
     assert custom["roleId"] == role_id and "-" not in role_id
-    # read one kind of thing, nothing else
-    assert custom["permissions"] == ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.list"]
+    # listManagedInstances needs .get only: read one group's metadata, nothing else
+    assert custom["permissions"] == ["compute.instanceGroupManagers.get"]
     # The secret accessor role is granted on the secret only, never on the project.
     assert all("secretmanager" not in role for role in project_roles)
 
@@ -315,7 +328,7 @@ def test_spot_pool_is_deleted_on_preemption() -> None:
         "onHostMaintenance": "TERMINATE",
         "instanceTerminationAction": "DELETE",
     }
-    assert '"drain_seconds": 20' in recording.named("codex-template").inputs["metadata"]["user-data"]
+    assert '"drain_seconds": 10' in recording.named("codex-template").inputs["metadata"]["user-data"]
 
 
 def test_arm64_pool_uses_arm_machine_and_image() -> None:
@@ -341,7 +354,7 @@ def test_iap_ssh_allows_port_22_from_iap_only() -> None:
     assert rule["allows"] == [{"protocol": "tcp", "ports": ["22"]}]
     assert rule["sourceRanges"] == [IAP_RANGE] == ["35.235.240.0/20"]
     assert rule["direction"] == "INGRESS" and rule["priority"] == 1000
-    assert rule["targetTags"] == [names().group]
+    assert rule["targetTags"] == [names().tag]
     for firewall in recording.of_type(FIREWALL):
         if "allows" in firewall.inputs:
             assert not {"0.0.0.0/0", "::/0"} & set(firewall.inputs["sourceRanges"])
@@ -366,7 +379,7 @@ def test_schedules_make_an_autoscaler_that_owns_the_size() -> None:
         )
     )
     group = recording.named("codex-group")
-    assert "targetSize" not in group.inputs
+    assert group.inputs["targetSize"] == 0  # the floor, at creation; the autoscaler moves it
     scaler = recording.named("codex-autoscaler").inputs
     assert scaler["target"] == group.outputs.get("id", scaler["target"])
     policy = scaler["autoscalingPolicy"]
@@ -421,14 +434,15 @@ def test_two_projects_and_regions_in_one_file(monkeypatch: pytest.MonkeyPatch) -
         (pool_record,) = [r for r in recording.of_type(RUNNER_POOL_TYPE) if r.name == pool]
         children = recording.descendants_of(pool_record.urn)
         assert children
-        assert all(c.provider.startswith(providers[place].urn + "::") for c in children if c.custom)
+        assert all(c.provider.startswith(providers[place].urn + "::") for c in children if c.type.startswith("gcp:"))
     us_group = recording.named("us-group").inputs
     assert (us_group["project"], us_group["region"]) == ("other-project", "us-east1")
     assert recording.named("us-secret").inputs["replication"]["userManaged"]["replicas"] == [{"location": "us-east1"}]
     assert recording.named("us-sa-group").inputs["role"].startswith("projects/other-project/roles/")
     # Names stay distinct per pool.
     groups = [r.inputs["name"] for r in recording.of_type(GROUP)]
-    assert sorted(groups) == ["ghr-test-eu-a", "ghr-test-eu-b", "ghr-test-us"]
+    assert sorted(groups) == sorted([names("eu-a").group, names("eu-b").group, names("us", region="us-east1").group])
+    assert len(set(groups)) == 3
 
 
 # --- site --------------------------------------------------------------------------
@@ -438,9 +452,9 @@ def test_site_uses_stack_config_and_pool_values_win() -> None:
     def body(backend: GcpBackend) -> None:
         site = backend.site(pool_of())
         assert (site.cloud, site.project, site.region) == ("gcp", "ci-project", "europe-west4")
-        assert site.group_name == "ghr-test-codex"
-        assert site.secret_name == "projects/ci-project/secrets/ghr-test-codex-credential"
-        assert site.agent_location()["drain_seconds"] == "80"
+        assert site.group_name == names().group
+        assert site.secret_name == f"projects/ci-project/secrets/{names().secret_id}"
+        assert site.agent_location()["drain_seconds"] == "540"
         own = backend.site(pool_of(project="own-project", region="us-west1"))
         assert (own.project, own.region) == ("own-project", "us-west1")
         assert own.secret_name.startswith("projects/own-project/secrets/")
@@ -475,15 +489,22 @@ def test_zone_outside_the_configured_region_is_a_pool_problem() -> None:
 
 
 def test_long_names_fit_gcp_limits() -> None:
-    long = GcpNames.of("Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z")
-    assert len(long.group) <= 63 and re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", long.group)
+    args = ("a-rather-long-pulumi-project", "Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z")
+    long = GcpNames.of(*args, "northamerica-northeast2", ["northamerica-northeast2-a"])
+    for name in (long.tag, long.group):
+        assert len(name) <= 63 and re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name)
     assert len(long.base_instance) <= 58
     assert len(long.template_prefix) <= 37 and long.template_prefix.endswith("-")
     assert 6 <= len(long.account_id) <= 30
-    assert len(long.role_id) <= 64 and "-" not in long.role_id
-    assert GcpNames.of("dev", "x").account_id == "ghr-dev-x"
-    # Deterministic: the same stack and pool always give the same names.
-    assert GcpNames.of("Production.Europe_West-Stack-With-A-Long-Name", "a" * 31 + "z") == long
+    assert len(long.role_prefix) + 1 + 8 <= 64 and re.match(r"^[a-zA-Z0-9_.]+$", long.role_prefix)
+    assert GcpNames.of("p", "dev", "x", "us-east1").account_id == "ghr-p-dev-x"
+    # Deterministic: the same project, stack, pool and placement always give the same names.
+    assert GcpNames.of(*args, "northamerica-northeast2", ["northamerica-northeast2-a"]) == long
+    # The project is part of every name: a second deployment in the same GCP project never collides.
+    other = GcpNames.of("b-" + args[0], *args[1:], "northamerica-northeast2", ["northamerica-northeast2-a"])
+    assert {other.tag, other.group, other.secret_id, other.account_id, other.role_prefix}.isdisjoint(
+        {long.tag, long.group, long.secret_id, long.account_id, long.role_prefix}
+    )
 
 
 def test_disk_type_defaults_by_machine_series(tmp_path: Path) -> None:
@@ -499,3 +520,97 @@ def test_disk_type_defaults_by_machine_series(tmp_path: Path) -> None:
         for t in recording.of_type("gcp:compute/regionInstanceTemplate:RegionInstanceTemplate")
     }
     assert disks == {"axion-template": "hyperdisk-balanced", "small-template": "pd-balanced"}
+
+
+# --- issue 10: real-cloud faults mocks cannot see ------------------------------
+
+
+def test_created_network_has_dockers_mtu(default: Recording) -> None:
+    """GCP's 1460 default under Docker's 1500 stalls container jobs on large transfers (actions/runner#2966)."""
+    assert default.named("codex-vpc").inputs["mtu"] == 1500
+
+
+def test_group_delete_waits_out_the_graceful_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting the group waits for its VMs' graceful shutdown (up to an hour); the provider's
+    default 15-minute delete timeout would fail `pulumi destroy` with busy runners."""
+    timeouts: dict[str, str] = {}
+    register = RecordingMonitor.RegisterResource
+
+    def recording(self: RecordingMonitor, request: Any) -> Any:
+        response = register(self, request)
+        timeouts[request.name] = request.customTimeouts.delete
+        return response
+
+    monkeypatch.setattr(RecordingMonitor, "RegisterResource", recording)
+    plan(pool_of())
+    assert timeouts["codex-group"] == GROUP_DELETE_TIMEOUT == "75m"
+
+
+def test_role_id_is_new_for_every_deployment(default: Recording) -> None:
+    """A destroyed custom role's id stays reserved for ~37 days: the id carries a random
+    suffix kept in state, so a stack destroyed and created again gets a fresh id."""
+    suffix = default.named("codex-role-suffix")
+    assert suffix.type == "random:index/randomId:RandomId"
+    assert suffix.inputs == {"byteLength": 4, "keepers": {"project": "ci-project"}}
+    assert not suffix.provider.startswith("urn:pulumi:test::gh-runners::pulumi:providers:gcp")
+    role_id = default.named("codex-group-role").inputs["roleId"]
+    assert role_id.endswith("_" + suffix.outputs["hex"])
+    assert default.named("codex-sa-group").inputs["role"] == f"projects/ci-project/roles/{role_id}"
+
+
+def test_machine_type_is_not_checked_offline_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    plan(pool_of(arch="arm64"))
+    assert "machine type t2a-standard-2 not checked against the zones of europe-west4 (offline plan" in caplog.text
+
+
+def offering(zones_with: dict[str, set[str]], calls: list[tuple[str, str]]) -> Callable[..., Any]:
+    """A stand-in for gcp.compute.get_machine_types_output: zone -> machine types it offers."""
+
+    def lookup(*, filter: str, project: str, zone: str, opts: Any = None) -> pulumi.Output[Any]:
+        wanted = filter.removeprefix("name = ")
+        calls.append((zone, wanted))
+        found = [SimpleNamespace(name=wanted)] if wanted in zones_with.get(zone, set()) else []
+        return pulumi.Output.from_input(SimpleNamespace(machine_types=found))
+
+    return lookup
+
+
+def test_machine_type_is_checked_against_the_region_zones(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[tuple[str, str]] = []
+    offers = {"europe-west4-a": {"t2a-standard-2"}, "europe-west4-b": {"t2a-standard-2"}}
+    monkeypatch.setattr(backend_module, "offline", lambda: False)
+    monkeypatch.setattr(gcp.compute, "get_machine_types_output", offering(offers, calls))
+    recording = plan(pool_of(arch="arm64"), pool_of(name="second", arch="arm64"))
+    assert recording.named("codex-template").inputs["machineType"] == "t2a-standard-2"
+    # One lookup per zone and type, shared by the pools of a place.
+    assert sorted(calls) == [(f"europe-west4-{z}", "t2a-standard-2") for z in "abc"]
+    assert "t2a-standard-2 is not offered in europe-west4-c" in caplog.text
+    assert "zones: [europe-west4-a, europe-west4-b]" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "offered", "message"),
+    [
+        (
+            {"zones": ["europe-west4-a", "europe-west4-c"]},
+            {"europe-west4-a": True, "europe-west4-c": False},
+            "pool codex: machine_type: t2a-standard-2 is not offered in europe-west4-c (it is in europe-west4-a): "
+            "list only those in `zones`",
+        ),
+        (
+            {},
+            {"europe-west4-a": False, "europe-west4-b": False},
+            "pool codex: machine_type: no zone of europe-west4 offers t2a-standard-2: pick another type or region",
+        ),
+    ],
+)
+def test_machine_type_missing_where_the_group_runs_fails_the_plan(
+    fields: dict[str, Any], offered: dict[str, bool], message: str
+) -> None:
+    # The verdict the lookup feeds (backend.checked_machine_type). Raised inside the
+    # lookup's apply, a RunError fails `pulumi preview` / `up` with this one line.
+    with pytest.raises(pulumi.RunError) as caught:
+        checked_machine_type(pool_of(arch="arm64", **fields), "europe-west4", offered)
+    assert str(caught.value) == message

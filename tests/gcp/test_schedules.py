@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -97,14 +99,63 @@ def test_weekday_mornings_need_evenings_on_at_least_the_same_days() -> None:
     assert "12 h or 36 h" in caught.message
 
 
-def test_night_window_across_dst_keeps_its_wall_clock_length() -> None:
-    # Europe/Berlin changes clocks at night; the window is still 20:00 to 06:00.
+def test_night_window_across_dst_lasts_the_longest_real_night() -> None:
+    # Europe/Berlin changes clocks at night: 20:00 to 06:00 is 10 h of wall
+    # clock, but 9 h of real time on the last Sunday of March and 11 h on the
+    # last Sunday of October. GCP's duration_sec counts real seconds from the
+    # cron's wall-clock start, so 10 h would end the window at 05:00 on the
+    # October night -- an hour without the runners the schedule asked for.
     (window,) = windows(
         {"cron": "0 20 * * *", "desired": 2, "time_zone": "Europe/Berlin"},
         {"cron": "0 6 * * *", "desired": 0, "time_zone": "Europe/Berlin"},
     )
-    assert window.duration_sec == 10 * HOUR
+    assert window.duration_sec == 11 * HOUR
     assert window.time_zone == "Europe/Berlin"
+    assert ends_no_earlier_than_the_next_change(window, "0 6 * * *")
+
+
+def test_windows_that_never_cross_a_clock_change_keep_their_length() -> None:
+    # Clocks change at 02:00-03:00: a working-day window never spans it.
+    (window,) = windows(
+        {"cron": "0 8 * * 1-5", "desired": 3, "time_zone": "Europe/Berlin"},
+        {"cron": "0 18 * * 1-5", "desired": 0, "time_zone": "Europe/Berlin"},
+    )
+    assert window.duration_sec == 10 * HOUR
+    # Southern hemisphere, DST in the other half of the year: the same rule.
+    (night,) = windows(
+        {"cron": "0 22 * * *", "desired": 1, "time_zone": "Australia/Sydney"},
+        {"cron": "0 6 * * *", "desired": 0, "time_zone": "Australia/Sydney"},
+    )
+    assert night.duration_sec == 9 * HOUR  # 8 h, and 9 h on the April night clocks go back
+
+
+def test_monthly_window_across_dst_is_measured_in_real_time() -> None:
+    # New York, 1st to 3rd of the month: 48 h, except 1-3 November (49 h) and,
+    # when March's change falls inside it, 47 h.
+    (window,) = windows(
+        {"cron": "0 0 1 * *", "desired": 3, "time_zone": "America/New_York"},
+        {"cron": "0 0 3 * *", "desired": 0, "time_zone": "America/New_York"},
+    )
+    assert window.duration_sec == 49 * HOUR
+
+
+def ends_no_earlier_than_the_next_change(window: Window, next_cron: str) -> bool:
+    """Replays GCP's rule over every day of 2025: start at the cron's wall-clock
+    time, last duration_sec real seconds; the end must not precede the next
+    change (`next_cron`'s following firing, in the same zone)."""
+    zone = ZoneInfo(window.time_zone)
+    start_hour = int(window.cron.split()[1])
+    end_hour = int(next_cron.split()[1])
+    day = date(2025, 1, 1)
+    while day.year == 2025:
+        start = datetime(day.year, day.month, day.day, start_hour, tzinfo=zone)
+        end_day = day + timedelta(days=1) if end_hour <= start_hour else day
+        change = datetime(end_day.year, end_day.month, end_day.day, end_hour, tzinfo=zone)
+        gcp_end = start.astimezone(timezone.utc) + timedelta(seconds=window.duration_sec)
+        if gcp_end < change.astimezone(timezone.utc):
+            return False
+        day += timedelta(days=1)
+    return True
 
 
 def test_monthly_schedules_are_walked_over_a_year() -> None:

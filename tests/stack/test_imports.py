@@ -25,13 +25,18 @@ print(sorted({{m.split(".")[0] for m in sys.modules if m.startswith("pulumi_")}}
     ("pools", "target", "expected"),
     [
         ("  - {name: a, provider: aws}\n", "repository: a/b", ["pulumi_aws"]),
-        ("  - {name: g, provider: gcp}\n", "repository: a/b", ["pulumi_gcp"]),
+        # GCP pools load pulumi_random too: their custom role id has a random suffix.
+        ("  - {name: g, provider: gcp}\n", "repository: a/b", ["pulumi_gcp", "pulumi_random"]),
         (
             "  - {name: a, provider: aws}\n  - {name: g, provider: gcp}\n",
             "repository: a/b",
-            ["pulumi_aws", "pulumi_gcp"],
+            ["pulumi_aws", "pulumi_gcp", "pulumi_random"],
         ),
-        ("  - {name: g, provider: gcp, runner_group: ci}\n", "organization: acme", ["pulumi_gcp", "pulumi_github"]),
+        (
+            "  - {name: g, provider: gcp, runner_group: ci}\n",
+            "organization: acme",
+            ["pulumi_gcp", "pulumi_github", "pulumi_random"],
+        ),
     ],
     ids=["aws-only", "gcp-only", "mixed", "gcp-with-groups"],
 )
