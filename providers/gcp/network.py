@@ -95,8 +95,11 @@ def _created_network(
         # GCP's default MTU is 1460, Docker's bridge and per-job networks use
         # 1500: container jobs then stall on large transfers when PMTU discovery
         # is blocked (actions/runner#2966). 1500 is a valid VPC MTU
-        # (https://cloud.google.com/vpc/docs/mtu) and, since provider v6.37, an
-        # in-place update for networks that already exist (no replacement).
+        # (https://cloud.google.com/vpc/docs/mtu) and an in-place update for a
+        # network an earlier version created (terraform-provider-google v6.37,
+        # "Allow updates to the mtu property in the Network resource"): no
+        # replacement. Running VMs keep 1460 until they are recreated, which
+        # the template roll of the same upgrade does.
         mtu=NETWORK_MTU,
         opts=opts,
     )
