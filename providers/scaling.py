@@ -161,7 +161,7 @@ _TARGETS = {"aws": _aws_target, "gcp": _gcp_target}
 
 
 def code_files(
-    document_text: str, required: Iterable[str], package: Path = SCALER_PACKAGE, extra: Mapping[str, str] | None = None
+    document_text: str, required: Iterable[str], package: Path | None = None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The function's code: every module of the receiver's package, its configuration
     at the root (where scaler/config.py looks for it), and any cloud-specific shim.
@@ -170,6 +170,7 @@ def code_files(
     a missing one stops the program here instead of deploying a function that
     fails on its first request.
     """
+    package = package or SCALER_PACKAGE
     files = {
         f"scaler/{path.relative_to(package).as_posix()}": path.read_text(encoding="utf-8")
         for path in sorted(package.rglob("*.py"))

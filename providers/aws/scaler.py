@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -33,7 +34,6 @@ from providers.naming import part
 from providers.scaling import (
     RECONCILE_SECONDS,
     SCALE_UP_POLICY,
-    SCALER_PACKAGE,
     SecretRef,
     code_archive,
     code_files,
@@ -198,7 +198,7 @@ class AwsReceiver(pulumi.ComponentResource):
         credential: pulumi.Input[str],
         tags: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
-        package: Any = SCALER_PACKAGE,
+        package: Path | None = None,  # the receiver's package; tests pass a stand-in
     ) -> None:
         super().__init__(RECEIVER_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import pulumi
 import pulumi_gcp as gcp
@@ -32,7 +32,6 @@ import pulumi_random as random
 from providers.naming import part
 from providers.scaling import (
     RECONCILE_SECONDS,
-    SCALER_PACKAGE,
     SecretRef,
     code_archive,
     code_files,
@@ -108,7 +107,7 @@ class GcpReceiverNames:
         )
 
 
-def source_files(document_text: str, package: Any = SCALER_PACKAGE) -> dict[str, str]:
+def source_files(document_text: str, package: Path | None = None) -> dict[str, str]:
     """The function's source: the package, its configuration, and `main.py`."""
     return code_files(
         document_text, required=[ENTRY_FILE, "scaler/config.py"], package=package, extra={"main.py": MAIN}
@@ -133,7 +132,7 @@ class GcpReceiver(pulumi.ComponentResource):
         credential: pulumi.Input[str],
         labels: Mapping[str, str],
         opts: pulumi.ResourceOptions | None = None,
-        package: Any = SCALER_PACKAGE,
+        package: Path | None = None,  # the receiver's package; tests pass a stand-in
     ) -> None:
         super().__init__(RECEIVER_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
