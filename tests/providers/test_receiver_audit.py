@@ -9,6 +9,7 @@ checks that nothing else carries a fixed name unnoticed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pulumi
@@ -201,3 +202,33 @@ def test_scale_up_policy_is_replaced_only_with_its_group() -> None:
     first, second = plan_for("ghr-a-p"), plan_for("ghr-b-p")
     assert first["name"] == second["name"]
     assert first["group"] != second["group"]
+
+
+# Pulumi names the rest `<logical name>-<7 hex>`; each must fit its cloud's limit.
+AUTO_NAMED_LIMITS = {
+    "aws:lambda/function:Function": 64,
+    "aws:iam/role:Role": 64,
+    "aws:cloudwatch/eventRule:EventRule": 64,
+    "aws:cloudwatch/logGroup:LogGroup": 512,
+    "gcp:cloudfunctionsv2/function:Function": 63,  # also its Cloud Run service's name
+    "gcp:storage/bucket:Bucket": 63,
+    "gcp:cloudscheduler/job:Job": 500,
+}
+
+
+def test_auto_names_fit_their_clouds(before: Recording) -> None:
+    for type_, limit in AUTO_NAMED_LIMITS.items():
+        found = before.of_type(type_)
+        assert found, type_
+        for resource in found:
+            assert len(resource.name) + 8 <= limit, (type_, resource.name)
+            assert re.fullmatch(r"[a-z][-a-z0-9]*", resource.name)
+
+
+def test_fixed_names_fit_with_long_projects_and_stacks() -> None:
+    long = AwsReceiverNames.of("a-very-long-project-name-" * 4, "production-" * 8)
+    for parameter in (long.webhook_parameter, long.credential_parameter):
+        # SSM: at most 1011 characters and 15 levels
+        # (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-parameter-name-constraints.html).
+        assert len(parameter) <= 1011 and parameter.count("/") <= 15
+        assert re.fullmatch(r"[a-zA-Z0-9_.\-/]+", parameter)
