@@ -69,8 +69,13 @@ class ReceiverPlace:
 
 
 def receiver_clouds(runners: RunnersFile) -> list[str]:
-    """The clouds that get a receiver (those with pools), in the order they first appear."""
-    return list(dict.fromkeys(pool.provider for pool in runners.pools))
+    """The clouds that get a receiver: those with a pool that scales on demand, in file order.
+
+    A cloud whose pools are all fixed needs none: its pools still win the jobs
+    that fit them under the rule (every receiver knows every pool), and nobody
+    grows them.
+    """
+    return list(dict.fromkeys(pool.provider for pool in runners.pools if pool.on_demand))
 
 
 def receiver_place(runners: RunnersFile, sites: Mapping[str, Site], cloud: str) -> ReceiverPlace:

@@ -90,7 +90,13 @@ def _aws_receiver(
         document_text=render(document),
         region=place.region,
         names=names,
-        groups=[(site.region, site.group_name) for site in sites.values() if site.cloud == "aws"],
+        # Only pools that scale on demand have a +1 policy to execute; the
+        # floor of every pool is AWS's own business (MinSize, moved by schedules).
+        groups=[
+            (sites[pool.name].region, sites[pool.name].group_name)
+            for pool in runners.pools
+            if pool.provider == "aws" and pool.on_demand
+        ],
         account=account,
         webhook_secret=secret,
         credential=context.credential,

@@ -95,7 +95,7 @@ def policy_statements(
     the policy linter read the document the role gets.
     """
     log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group}"
-    return [
+    grow = [
         {
             # ExecutePolicy is scoped by the group ARN
             # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/control-access-using-iam.html).
@@ -103,7 +103,10 @@ def policy_statements(
             "Effect": "Allow",
             "Action": ["autoscaling:ExecutePolicy"],
             "Resource": sorted({group_arn(partition, account_id, where, name) for where, name in groups}),
-        },
+        }
+    ]
+    return [
+        *(grow if groups else []),  # IAM refuses a statement without resources
         {
             # The reconcile compares queued jobs with each group's capacity.
             # Describe* actions of Auto Scaling take no resource-level

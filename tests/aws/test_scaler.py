@@ -20,6 +20,7 @@ from providers.aws.scaler import (
     RUNTIME,
     AwsReceiver,
     AwsReceiverNames,
+    policy_statements,
     scale_up_policy,
 )
 from providers.scaling import CONFIG_FILE, RECONCILE_SECONDS, SCALE_UP_POLICY, receiver_document, render
@@ -166,6 +167,15 @@ def test_role_reads_exactly_its_two_secrets_through_ssm(recording: Recording) ->
 
 def test_policy_passes_the_linter(recording: Recording) -> None:
     assert not analyze_policy_string(json.dumps(policy_of(recording))).findings
+
+
+def test_no_group_to_grow_means_no_grow_statement() -> None:
+    """IAM refuses a statement with an empty Resource list."""
+    statements = policy_statements(
+        partition="aws", account_id="1", region=REGION, groups=[], parameter_arns=["arn:p"], log_group="g"
+    )
+    assert "GrowOwnGroups" not in {s["Sid"] for s in statements}
+    assert all(s["Resource"] for s in statements)
 
 
 def test_role_trusts_only_lambda(recording: Recording) -> None:

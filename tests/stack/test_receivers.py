@@ -96,6 +96,12 @@ def test_receivers_use_the_pools_providers_and_the_credential_document() -> None
     assert SENTINEL_TOKEN not in "\n".join(everything_shown(recording))
 
 
+def test_the_aws_role_may_grow_only_pools_that_scale_on_demand() -> None:
+    statements = json.loads(plan().named("aws-receiver-policy").inputs["policy"])["Statement"]
+    (grow,) = [s for s in statements if s["Sid"] == "GrowOwnGroups"]
+    assert [arn.rsplit("/", 1)[1] for arn in grow["Resource"]] == ["ghr-gh-runners-test-codex"]  # not `arm`: fixed
+
+
 def test_each_receiver_acts_for_its_cloud_over_the_same_pools() -> None:
     recording = plan()
     aws_config = load(archive_files(recording.named("aws-receiver-function").inputs["code"])["scaler.json"])
@@ -117,6 +123,15 @@ def test_an_aws_only_stack_builds_no_gcp_receiver() -> None:
     assert [h.name for h in recording.of_type("github:index/organizationWebhook:OrganizationWebhook")] == [
         "webhook-aws"
     ]
+
+
+def test_a_cloud_whose_pools_are_all_fixed_gets_no_receiver() -> None:
+    text = RUNNERS.replace("    size: {min: 0, max: 6}\n", "    size: {min: 1, max: 6}\n    scaling: fixed\n")
+    recording = plan(text)  # both AWS pools fixed now; the GCP pools still scale
+    assert not [r for r in recording.resources if r.type.startswith("aws:")]
+    assert [h.name for h in recording.of_type("github:index/repositoryWebhook:RepositoryWebhook")] == ["webhook-gcp"]
+    gcp_config = load(archive_files(recording.named("gcp-receiver-source-archive").inputs["source"])["scaler.json"])
+    assert gcp_config.pool("codex").scales_on_demand is False  # still known to the rule
 
 
 def test_enterprise_gets_receivers_but_no_webhook() -> None:
