@@ -28,7 +28,7 @@ def _aws_pool(i: int, k: int) -> list[str]:
         "    provider: aws",
         f"    region: {AWS_REGIONS[k % len(AWS_REGIONS)]}",
         f"    labels: [bench, b{i}]",
-        "    size: {min: 0, max: 4, desired: 1}",
+        "    size: {min: 1, max: 4}",
     ]
     variant = k % 5
     if variant == 1:
@@ -51,7 +51,7 @@ def _gcp_pool(i: int, k: int) -> list[str]:
         "    provider: gcp",
         f"    region: {region}",
         f"    labels: [bench, b{i}]",
-        "    size: {min: 0, max: 4, desired: 1}",
+        "    size: {min: 1, max: 4}",
     ]
     variant = k % 4
     if variant == 1:

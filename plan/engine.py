@@ -46,6 +46,7 @@ class Recorded:
     shown: dict[str, Any]  # secrets replaced by "[secret]": safe to print
     outputs: dict[str, Any] = field(default_factory=dict)
     component_outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: list[str] = field(default_factory=list)  # outputs the resource declares secret
 
     @property
     def secret_paths(self) -> list[str]:
@@ -144,22 +145,25 @@ class CloudMocks(pulumi.runtime.Mocks):
             }.get(args.typ, physical)
             if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
                 outputs["latestVersion"] = 1
+            if args.typ == "aws:lambda/functionUrl:FunctionUrl":
+                outputs["functionUrl"] = f"https://{digest[:32]}.lambda-url.{region}.on.aws/"
             return resource_id, outputs
         if package == "gcp":
             project = inputs.get("project", "mock-project")
             outputs["selfLink"] = f"https://www.googleapis.com/compute/v1/projects/{project}/{args.name}/{physical}"
             if args.typ == "gcp:serviceaccount/account:Account":
                 outputs["email"] = f"{inputs.get('accountId')}@{project}.iam.gserviceaccount.com"
+                outputs["name"] = f"projects/{project}/serviceAccounts/{outputs['email']}"
+            if args.typ == "gcp:cloudfunctionsv2/function:Function":
+                outputs["url"] = f"https://{inputs.get('location')}-{project}.cloudfunctions.net/{physical}"
             if args.typ == "gcp:secretmanager/secret:Secret":
                 outputs["name"] = f"projects/{project}/secrets/{inputs.get('secretId')}"
                 return outputs["name"], outputs
             return f"projects/{project}/{physical}", outputs
-        if args.typ == "random:index/randomId:RandomId":
-            # What the random provider computes: the same bytes as hex and base64url.
-            raw = bytes.fromhex(digest)[: int(inputs.get("byteLength", 8))]
-            outputs["hex"] = raw.hex()
-            outputs["b64Url"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-            return outputs["b64Url"], outputs
+        if package == "random":
+            outputs.update(_random_outputs(args.typ, digest, inputs))
+            if args.typ == "random:index/randomId:RandomId":
+                return outputs["b64Url"], outputs  # the provider's id is the base64url form
         return f"{args.name}-{digest[:7]}", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -199,6 +203,23 @@ class CloudMocks(pulumi.runtime.Mocks):
         return default
 
 
+def _random_outputs(typ: str, digest: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Deterministic stand-ins for the values pulumi-random generates (bytes from the digest)."""
+    raw = bytes.fromhex(digest)
+    if typ == "random:index/randomBytes:RandomBytes":
+        data = raw[: int(inputs.get("length", 32))]
+        return {"hex": data.hex(), "base64": base64.b64encode(data).decode()}
+    if typ == "random:index/randomId:RandomId":
+        data = raw[: int(inputs.get("byteLength", 8))]
+        return {
+            "hex": data.hex(),
+            "b64Std": base64.b64encode(data).decode(),
+            "b64Url": base64.urlsafe_b64encode(data).decode().rstrip("="),
+            "dec": str(int.from_bytes(data, "big")),
+        }
+    return {}
+
+
 def _stable_number(text: str) -> int:
     """A deterministic fake numeric id (GitHub repository / organization ids)."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
@@ -226,6 +247,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs=_plain(wire, redact=False),
             shown=_plain(wire, redact=True),
             outputs=dict(state.state) if state else {},
+            secret_outputs=list(request.additionalSecretOutputs),
         )
         return response
 

@@ -201,13 +201,16 @@ class _Locator:
 def _message(error: Any) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return _unknown_key(error["loc"])
+        return _unknown_key(error["loc"], error.get("input"))
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_not_found":
         return "missing provider: set provider to aws or gcp"
     if kind == "union_tag_invalid":
         return f"unknown provider {error['ctx']['tag']!r}: use aws or gcp"
+    if kind == "string_type":  # e.g. `idle_timeout: 30`: say what the string should look like
+        description = _field_description(error["loc"])
+        return message + (f": {description}" if description else "")
     if kind == "string_pattern_mismatch":
         description = _field_description(error["loc"])
         if error["loc"][-1] == "[key]":
@@ -219,11 +222,15 @@ def _message(error: Any) -> str:
 _KEY_RULES = "lower-case letters, digits, _ and -, starting with a letter, at most 63 (GCP label rules)"
 
 
-def _unknown_key(loc: tuple[Any, ...]) -> str:
+def _unknown_key(loc: tuple[Any, ...], value: Any) -> str:
     key = str(loc[-1])
     model = _model_at(loc[:-1])
     if model is None:
         return f"unknown key {key!r}"
+    removed: dict[str, str] = getattr(model, "removed_keys", {})
+    if key in removed:  # a key an older version took: say what to write now
+        shown = value if isinstance(value, int) and not isinstance(value, bool) else "N"
+        return removed[key].format(value=shown)
     allowed = sorted(model.model_fields)
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""

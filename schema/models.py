@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cached_property
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -50,6 +50,29 @@ Label = Annotated[
     Field(pattern=r"^[^,\s]+$", description="A runner label: no commas, no spaces."),
 ]
 Count = Annotated[StrictInt, Field(ge=0, le=1000)]
+Scaling: TypeAlias = Literal["demand", "fixed"]
+Duration = Annotated[
+    StrictStr,
+    Field(
+        pattern=r"^[1-9][0-9]{0,4}[smh]$",
+        description="A duration: a whole number of seconds (s), minutes (m) or hours (h), e.g. 10m.",
+    ),
+]
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+# Ten minutes: long enough that a VM started for a job another runner took (or
+# that was cancelled) is still there for the next push of a busy afternoon, short
+# enough that such a VM costs at most ten minutes of one machine. Both clouds
+# bill per second after the first minute, so a shorter bound saves little more.
+DEFAULT_IDLE_TIMEOUT = "10m"
+IDLE_TIMEOUT_BOUNDS = (60, 24 * 3600)
+IDLE_TIMEOUT_DESCRIPTION = (
+    "A duration from 1m to 24h in s, m or h (e.g. 10m): how long a VM above the floor waits for a job before it leaves."
+)
+
+
+def duration_seconds(text: str) -> int:
+    """'10m' -> 600 (the text already matched `Duration`)."""
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
 
 
 class Strict(BaseModel):
@@ -156,28 +179,39 @@ GroupField = RunnerGroup | None
 
 
 class Size(Strict):
-    min: Count = 0
-    max: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
-    desired: Count | None = Field(default=None, description="Defaults to `min`.")
+    """Between the floor (`min`, moved by `schedules`) and `max`; demand moves the pool in between."""
+
+    min: Count = Field(default=0, description="The floor: VMs that run even with no job queued (schedules move it).")
+    max: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(
+        default=1, description="The most VMs the pool runs, however many jobs queue."
+    )
+
+    # Keys that existed once, with what to write instead: the loader reports them
+    # where they stand, with this hint, instead of a bare "unknown key".
+    removed_keys: ClassVar[dict[str, str]] = {
+        "desired": "removed: a pool now runs between its floor (`min`, moved by `schedules`) and `max`, "
+        "growing as jobs queue and shrinking as they finish. To keep that many VMs running at all times, set "
+        "`min: {value}`; to run exactly the floor without demand scaling, also set `scaling: fixed` on the pool",
+    }
 
     @model_validator(mode="after")
     def _ordered(self) -> Size:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
-        if self.desired is not None and not self.min <= self.desired <= self.max:
-            raise ValueError(f"desired ({self.desired}) must be between min ({self.min}) and max ({self.max})")
         return self
 
     @property
     def desired_count(self) -> int:
-        return self.min if self.desired is None else self.desired
+        """The size a VM group is created with: the floor. At runtime the schedules
+        move the floor and the scaler owns the size above it."""
+        return self.min
 
 
 class Schedule(Strict):
-    """From each time `cron` fires (in `time_zone`), the pool runs `desired` VMs."""
+    """From each time `cron` fires (in `time_zone`), the pool's floor is `desired` VMs."""
 
     cron: StrictStr = Field(description="Five-field cron expression, e.g. `0 20 * * 1-5`.")
-    desired: Count
+    desired: Count = Field(description="The floor from then on: VMs that run even with no job queued.")
     time_zone: StrictStr = Field(default="UTC", description="IANA time zone, e.g. Europe/Berlin.")
 
     @field_validator("cron")
@@ -226,6 +260,12 @@ class PoolCommon(Strict):
     sudo: StrictBool = Field(default=False, description="Passwordless sudo for the runner user.")
     runner_version: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+\.\d+$")] = DEFAULT_RUNNER_VERSION
     schedules: list[Schedule] = Field(default_factory=list)
+    scaling: Scaling = Field(
+        default="demand",
+        description="`demand`: grow from the floor towards `max` as jobs queue, shrink as they finish; "
+        "`fixed`: run exactly the floor (`size.min`, moved by `schedules`).",
+    )
+    idle_timeout: Duration = Field(default=DEFAULT_IDLE_TIMEOUT, description=IDLE_TIMEOUT_DESCRIPTION)
     tags: Tags = Field(
         default_factory=dict,
         description="Tags (AWS) / labels (GCP) on every cloud resource of the pool; "
@@ -254,6 +294,14 @@ class PoolCommon(Strict):
             )
         return labels
 
+    @field_validator("idle_timeout")
+    @classmethod
+    def _idle_timeout(cls, value: str) -> str:
+        low, high = IDLE_TIMEOUT_BOUNDS
+        if not low <= duration_seconds(value) <= high:
+            raise ValueError(f"{value} is outside 1m to 24h")
+        return value
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: dict[str, str]) -> dict[str, str]:
@@ -269,6 +317,11 @@ class PoolCommon(Strict):
                 raise ValueError(
                     f"schedules[{i}].desired ({schedule.desired}) is greater than size.max ({self.size.max})"
                 )
+        if self.scaling == "fixed" and max([self.size.min, *(s.desired for s in self.schedules)]) == 0:
+            raise ValueError(
+                "scaling is fixed and the floor is always 0 (size.min 0, no schedule above 0): the pool would "
+                "never run a VM; raise size.min, add a schedule, or drop `scaling: fixed` to scale on demand"
+            )
         return self
 
     @property
@@ -279,6 +332,14 @@ class PoolCommon(Strict):
     @property
     def group_name(self) -> str:
         return self.runner_group.name if self.runner_group else "Default"
+
+    @property
+    def on_demand(self) -> bool:
+        return self.scaling == "demand"
+
+    @property
+    def idle_timeout_seconds(self) -> int:
+        return duration_seconds(self.idle_timeout)
 
 
 # --- AWS -----------------------------------------------------------------------
@@ -522,6 +583,8 @@ class PoolDefaults(Strict):
     sudo: StrictBool | None = None
     runner_version: StrictStr | None = None
     schedules: list[dict[str, Any]] | None = None
+    scaling: Scaling | None = None
+    idle_timeout: Duration | None = Field(default=None, description=IDLE_TIMEOUT_DESCRIPTION)
     tags: dict[str, StrictStr] | None = None
     disk: dict[str, Any] | None = None
 

@@ -18,7 +18,8 @@ def pool_row(pool: Pool) -> dict[str, str]:
         "where": where,
         "machine": machine,
         "arch": pool.arch,
-        "size": f"{size.min}..{size.max} ({size.desired_count})",
+        # Demand pools run from the floor up to max; fixed pools run the floor.
+        "size": f"{size.min}..{size.max} idle {pool.idle_timeout}" if pool.on_demand else f"{size.min} fixed",
         "mode": ("ephemeral" if pool.ephemeral else "persistent") + ("+spot" if pool.spot else ""),
         "labels": ",".join(pool.all_labels),
         "group": pool.group_name,

@@ -78,9 +78,9 @@ def test_launch_template_defaults(tmp_path: Path) -> None:
 
 
 def test_asg_keeps_capacity_and_drains_busy_runners(tmp_path: Path) -> None:
-    recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 1, max: 5, desired: 2}}\n")
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 2, max: 5}}\n")
     group = recording.named("codex-asg").inputs
-    assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 5, 2)
+    assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (2, 5, 2)
     assert group["name"] == "ghr-test-codex"
     assert len(group["vpcZoneIdentifiers"]) == 2
     assert group["launchTemplate"]["version"] == "1"

@@ -215,7 +215,7 @@ def test_regional_group_updates_without_dropping_capacity(default: Recording) ->
     assert group["name"] == names().group == f"ghr-gh-runners-test-codex-{placement('europe-west4', ())}"
     assert group["baseInstanceName"] == names().base_instance
     assert group["region"] == "europe-west4"
-    assert group["targetSize"] == 0  # size.desired defaults to size.min; set at creation only
+    assert group["targetSize"] == 0  # created at the floor, size.min
     assert group["versions"] == [
         {"name": "runners", "instanceTemplate": default.named("codex-template").outputs["selfLink"]}
     ]
@@ -361,7 +361,7 @@ def test_iap_ssh_allows_port_22_from_iap_only() -> None:
 
 
 def test_pool_zones_pin_the_distribution_and_the_surge() -> None:
-    recording = plan(pool_of(zones=["europe-west4-a", "europe-west4-b"], size={"min": 1, "max": 4, "desired": 2}))
+    recording = plan(pool_of(zones=["europe-west4-a", "europe-west4-b"], size={"min": 2, "max": 4}))
     group = recording.named("codex-group").inputs
     assert group["distributionPolicyZones"] == ["europe-west4-a", "europe-west4-b"]
     assert group["updatePolicy"]["maxSurgeFixed"] == 2
@@ -371,7 +371,7 @@ def test_pool_zones_pin_the_distribution_and_the_surge() -> None:
 def test_schedules_make_an_autoscaler_that_owns_the_size() -> None:
     recording = plan(
         pool_of(
-            size={"min": 0, "max": 6, "desired": 1},
+            size={"min": 0, "max": 6},
             schedules=[
                 {"cron": "0 8 * * mon-fri", "desired": 4, "time_zone": "Europe/Berlin"},
                 {"cron": "0 20 * * mon-fri", "desired": 0, "time_zone": "Europe/Berlin"},

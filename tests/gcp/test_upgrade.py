@@ -95,7 +95,7 @@ github: {repository: a/b}
 pools:
   - name: codex
     provider: gcp
-    size: {min: 0, max: 6, desired: 1}
+    size: {min: 1, max: 6}
     schedules:
       - {cron: '0 8 * * *', desired: 4}
       - {cron: '0 20 * * *', desired: 0}
@@ -104,7 +104,7 @@ UNSCHEDULED = """\
 version: 1
 github: {repository: a/b}
 pools:
-  - {name: codex, provider: gcp, size: {min: 0, max: 6, desired: 1}}
+  - {name: codex, provider: gcp, size: {min: 1, max: 6}}
 """
 
 

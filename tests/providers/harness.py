@@ -95,7 +95,9 @@ def everything_shown(recording: Recording) -> Iterator[str]:
 def _redacted_outputs(record: Any) -> Any:
     # Mock outputs echo inputs; the inputs' secret paths are redacted in `shown`,
     # so compare outputs only for keys that were not secret inputs.
-    secret_keys = {path.split(".")[0].split("[")[0] for path in record.secret_paths}
+    # Outputs a resource declares secret (additional_secret_outputs, e.g.
+    # pulumi-random's results) are encrypted in state too.
+    secret_keys = {path.split(".")[0].split("[")[0] for path in record.secret_paths} | set(record.secret_outputs)
     return {k: v for k, v in record.outputs.items() if k not in secret_keys}
 
 
