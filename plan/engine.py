@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
@@ -247,9 +248,10 @@ def run(
     secret_keys: Sequence[str] = (),
     project: str = "gh-runners",
     stack: str = "plan",
+    mocks: CloudMocks | None = None,
 ) -> Recording:
     """Run `program` under the recording engine and return what it registered."""
-    mocks = CloudMocks()
+    mocks = mocks or CloudMocks()
     monitor = RecordingMonitor(mocks)
     flat = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(flat, list(secret_keys))
@@ -266,14 +268,35 @@ def run(
     return Recording(list(monitor.records.values()), resolved, shown)
 
 
+def project_name(project_dir: Path) -> str:
+    """The `name:` of the project's Pulumi.yaml: the namespace of its own config keys."""
+    document = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    return str(document["name"])
+
+
 def run_project(
-    project_dir: Path, *, config: dict[str, Any], secret_keys: Sequence[str] = (), stack: str = "plan"
+    project_dir: Path,
+    *,
+    config: dict[str, Any],
+    secret_keys: Sequence[str] = (),
+    stack: str = "plan",
+    project: str | None = None,
+    mocks: CloudMocks | None = None,
 ) -> Recording:
-    """Run the project's own __main__.py: the exact program `pulumi up` runs."""
+    """Run the project's own __main__.py: the exact program `pulumi up` runs.
+
+    `project` defaults to the name in the project's Pulumi.yaml, as with the CLI."""
     project_dir = project_dir.resolve()
 
     def program() -> None:
         with working_directory(project_dir):
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__pulumi_program__")
 
-    return run(program, config=config, secret_keys=secret_keys, stack=stack)
+    return run(
+        program,
+        config=config,
+        secret_keys=secret_keys,
+        stack=stack,
+        project=project or project_name(project_dir),
+        mocks=mocks,
+    )
