@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 import pulumi_aws as aws
 
@@ -9,9 +11,33 @@ from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, 
 from providers.aws.identity import Account, build_identity
 from providers.aws.network import build_network
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
-from providers.naming import stack_scoped
+from providers.naming import deployment_scoped
 from providers.tags import pool_tags
 from schema.models import AwsPool
+
+# Partitions by region name, as botocore's data/partitions.json resolves them
+# (`regionRegex`, `outputs.dnsSuffix`). The VM agent and the IAM conditions
+# speak to `<service>.<region>.amazonaws.com`; regions under another DNS
+# suffix are refused with a located error rather than half supported.
+PARTITIONS: list[tuple[str, str, str]] = [
+    (r"^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$", "aws", "amazonaws.com"),
+    (r"^us-gov-\w+-\d+$", "aws-us-gov", "amazonaws.com"),
+    (r"^cn-\w+-\d+$", "aws-cn", "amazonaws.com.cn"),
+    (r"^eusc-(de)-\w+-\d+$", "aws-eusc", "amazonaws.eu"),
+    (r"^us-iso-\w+-\d+$", "aws-iso", "c2s.ic.gov"),
+    (r"^us-isob-\w+-\d+$", "aws-iso-b", "sc2s.sgov.gov"),
+    (r"^eu-isoe-\w+-\d+$", "aws-iso-e", "cloud.adc-e.uk"),
+    (r"^us-isof-\w+-\d+$", "aws-iso-f", "csp.hci.ic.gov"),
+]
+SUPPORTED_DNS_SUFFIX = "amazonaws.com"
+
+
+def partition_of(region: str) -> tuple[str, str] | None:
+    """(partition, DNS suffix) of a region name, or None when no partition claims it."""
+    for pattern, partition, suffix in PARTITIONS:
+        if re.match(pattern, region):
+            return partition, suffix
+    return None
 
 
 class AwsBackend(Backend[AwsPool]):
@@ -61,11 +87,15 @@ class AwsBackend(Backend[AwsPool]):
             raise PoolProblem(
                 ("region",), "no AWS region: set region on the pool or run `pulumi config set aws:region eu-central-1`"
             )
+        _check_partition(region, "region" if pool.region else "stack config aws:region")
+        project, stack = self.context.project, self.context.stack
         return Site(
             cloud="aws",
             region=region,
-            group_name=stack_scoped(self.context.stack, pool.name, 255),
-            secret_name=f"/gh-runners/{stack_scoped(self.context.stack, pool.name, 200)}/github-credential",
+            # Unique per account and region across projects and stacks: two
+            # deployments of this code never claim the same group or parameter.
+            group_name=deployment_scoped(project, stack, pool.name, 255),
+            secret_name=f"/gh-runners/{deployment_scoped(project, stack, pool.name, 200)}/github-credential",
             extra={"lifecycle_hook": LIFECYCLE_HOOK, "drain_seconds": str(DRAIN_SECONDS)},
         )
 
@@ -103,4 +133,17 @@ class AwsBackend(Backend[AwsPool]):
             )
         return build_vm_group(
             pool, site, network, identity, user_data, pool_tags(pool, self.context), self._opts(site.region, parent)
+        )
+
+
+def _check_partition(region: str, source: str) -> None:
+    found = partition_of(region)
+    if found is None:
+        raise PoolProblem(("region",), f"{source} {region!r} is not an AWS region name")
+    partition, suffix = found
+    if suffix != SUPPORTED_DNS_SUFFIX:
+        raise PoolProblem(
+            ("region",),
+            f"{region} is in the {partition} partition ({suffix}); gh-runners supports regions under "
+            f"{SUPPORTED_DNS_SUFFIX} only (the aws and aws-us-gov partitions)",
         )

@@ -15,6 +15,7 @@ import yaml
 from parliament import analyze_policy_string
 
 from plan.engine import Recording
+from providers.aws.backend import partition_of
 from providers.aws.group import UBUNTU_AMI
 from tests.providers.harness import run_file
 
@@ -81,7 +82,7 @@ def test_asg_keeps_capacity_and_drains_busy_runners(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 1, max: 5, desired: 2}}\n")
     group = recording.named("codex-asg").inputs
     assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (1, 5, 2)
-    assert group["name"] == "ghr-test-codex"
+    assert group["name"] == "ghr-gh-runners-test-codex"
     assert len(group["vpcZoneIdentifiers"]) == 2
     assert group["launchTemplate"]["version"] == "1"
     assert "mixedInstancesPolicy" not in group
@@ -178,7 +179,7 @@ def test_schedules_become_scheduled_actions(tmp_path: Path) -> None:
     assert night["recurrence"] == "0 21 * * *" and night["timeZone"] == "Europe/Berlin"
     assert (night["desiredCapacity"], night["minSize"], night["maxSize"]) == (0, 0, 4)
     assert (day["desiredCapacity"], day["minSize"], day["maxSize"]) == (3, 1, 4)
-    assert day["autoscalingGroupName"] == "ghr-test-s"
+    assert day["autoscalingGroupName"] == "ghr-gh-runners-test-s"
 
 
 @pytest.mark.parametrize(("ephemeral", "expected"), [(True, True), (False, False)])
@@ -202,7 +203,7 @@ def test_credential_parameter_is_a_secure_string_secret(tmp_path: Path) -> None:
     parameter = recording.named("codex-credential")
     assert parameter.inputs["type"] == "SecureString"
     assert parameter.inputs["tier"] == "Intelligent-Tiering"
-    assert parameter.inputs["name"] == "/gh-runners/ghr-test-codex/github-credential"
+    assert parameter.inputs["name"] == "/gh-runners/ghr-gh-runners-test-codex/github-credential"
     assert parameter.secret_paths == ["value"]
     assert json.loads(parameter.inputs["value"])["kind"] == "pat"
 
@@ -215,7 +216,7 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
     assert set(statements) == {
         "ReadTheGitHubCredential",
         "DecryptOnlyThroughSsmForThatParameter",
-        "FinishOwnTerminationHook",
+        "LeaveThroughOwnGroup",
         "ListInstancesForGhostSweep",
     }
     for statement in document["Statement"]:
@@ -228,9 +229,15 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "kms:ViaService": "ssm.eu-central-1.amazonaws.com",
         "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
     }
-    assert statements["FinishOwnTerminationHook"]["Resource"] == [
-        "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-test-codex"
+    # An ephemeral VM leaves through its own group, and only its own group.
+    assert statements["LeaveThroughOwnGroup"]["Action"] == [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
     ]
+    assert statements["LeaveThroughOwnGroup"]["Resource"] == [
+        "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-gh-runners-test-codex"
+    ]
+    assert recording.named("codex-policy").inputs["name"] == recording.named("codex-asg").inputs["name"]
     # The only "*" resource is the one action AWS cannot scope.
     wildcard = [s["Sid"] for s in document["Statement"] if "*" in s["Resource"]]
     assert wildcard == ["ListInstancesForGhostSweep"]
@@ -279,3 +286,58 @@ def test_long_setup_scripts_fit_thanks_to_gzip_and_too_long_ones_are_located(tmp
         pulumi.RunError, match=r"runners\.yaml:6:19: pools\[0\]\.setup_script: user data is \d+ bytes gz"
     ):
         plan(tmp_path / "too-big", pool.format("\n".join("      " + line for line in noise.splitlines())))
+
+
+def test_names_are_unique_per_project_stack_and_pool(tmp_path: Path) -> None:
+    """Two projects with a `dev` stack and the same pool share an account and a
+    region: their group, parameter and grant must not collide."""
+    names = {}
+    for project in ("gh-runners", "gh-runners-staging"):
+        (tmp_path / project).mkdir()
+        recording = run_file(
+            tmp_path / project, HEADER + "  - {name: codex, provider: aws}\n", stack="dev", project=project
+        )
+        names[project] = {
+            recording.named("codex-asg").inputs["name"],
+            recording.named("codex-credential").inputs["name"],
+            recording.named("codex-policy").inputs["name"],
+        }
+    assert names["gh-runners"] == {"ghr-gh-runners-dev-codex", "/gh-runners/ghr-gh-runners-dev-codex/github-credential"}
+    assert not names["gh-runners"] & names["gh-runners-staging"]
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [("cn-north-1", "aws-cn"), ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b")],
+)
+def test_regions_outside_amazonaws_com_are_refused_where_they_are_written(
+    tmp_path: Path, region: str, partition: str
+) -> None:
+    with pytest.raises(pulumi.RunError) as caught:
+        plan(tmp_path, f"  - {{name: codex, provider: aws, region: {region}}}\n")
+    assert f"runners.yaml:4:42: pools[0].region: {region} is in the {partition} partition" in str(caught.value)
+
+
+def test_a_refused_region_from_stack_config_points_at_the_pool(tmp_path: Path) -> None:
+    with pytest.raises(pulumi.RunError, match=r"runners\.yaml:4:5: pools\[0\]\.region: cn-north-1 is in the aws-cn"):
+        plan(tmp_path, "  - {name: codex, provider: aws}\n", config={"aws:region": "cn-north-1"})
+
+
+def test_govcloud_shares_the_dns_suffix_and_is_accepted(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: gov, provider: aws, region: us-gov-west-1}\n")
+    assert recording.named("gov-asg").inputs["name"] == "ghr-gh-runners-test-gov"
+
+
+def test_partitions_agree_with_botocore() -> None:
+    """Our region -> (partition, DNS suffix) table against botocore's own partitions.json."""
+    import botocore
+
+    document = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    checked = 0
+    for entry in document["partitions"]:
+        for region in entry["regions"]:
+            if region.endswith("-global"):
+                continue
+            assert partition_of(region) == (entry["id"], entry["outputs"]["dnsSuffix"]), region
+            checked += 1
+    assert checked > 30

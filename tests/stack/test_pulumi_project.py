@@ -110,6 +110,8 @@ def test_a_renamed_project_reads_its_own_namespace(tmp_path: Path) -> None:
     recording = run_project(ROOT, config=config, secret_keys=secrets, stack="dev", project="acme-runners")
     (parameter,) = recording.of_type("aws:ssm/parameter:Parameter")
     assert SENTINEL_TOKEN in parameter.inputs["value"]
+    # Names carry the project too: a second deployment does not collide with the first.
+    assert recording.named("codex-asg").inputs["name"] == "ghr-acme-runners-dev-codex"
 
 
 def program_config(stack: dict[str, Any], tmp_path: Path) -> tuple[dict[str, Any], list[str]]:
