@@ -46,6 +46,13 @@ class Recorded:
     shown: dict[str, Any]  # secrets replaced by "[secret]": safe to print
     outputs: dict[str, Any] = field(default_factory=dict)
     component_outputs: dict[str, Any] = field(default_factory=dict)
+    # Resource options the engine acts on when it replaces or deletes.
+    delete_before_replace: bool = False
+    deleted_with: str = ""  # URN: Delete is skipped when that resource goes too
+    retain_on_delete: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # old URNs (or alias specs) this resource may adopt
 
     @property
     def secret_paths(self) -> list[str]:
@@ -193,6 +200,21 @@ class CloudMocks(pulumi.runtime.Mocks):
         return default
 
 
+def _alias_urn(request: Any, spec: Any) -> str:
+    """An alias as the old URN it names (the SDK sends specs: name, type, parent, project, stack)."""
+    if spec.urn:
+        return str(spec.urn)
+    parts = spec.spec
+    name = parts.name or request.name
+    type_ = parts.type or request.type
+    parent = parts.parentUrn if parts.HasField("parentUrn") else ("" if parts.noParent else request.parent)
+    if parent and parent.split("::")[2] != "pulumi:pulumi:Stack":  # the root stack is not part of type chains
+        prefix, parent_type = parent.rsplit("::", 2)[0], parent.split("::")[2]
+        return f"{prefix}::{parent_type}${type_}::{name}"
+    stack, project = parts.stack or pulumi.get_stack(), parts.project or pulumi.get_project()
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
+
+
 def _stable_number(text: str) -> int:
     """A deterministic fake numeric id (GitHub repository / organization ids)."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
@@ -220,6 +242,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs=_plain(wire, redact=False),
             shown=_plain(wire, redact=True),
             outputs=dict(state.state) if state else {},
+            delete_before_replace=request.deleteBeforeReplace,
+            deleted_with=request.deletedWith,
+            retain_on_delete=request.retainOnDelete,
+            replace_on_changes=list(request.replaceOnChanges),
+            ignore_changes=list(request.ignoreChanges),
+            aliases=[*request.aliasURNs, *(_alias_urn(request, spec) for spec in request.aliases)],
         )
         return response
 

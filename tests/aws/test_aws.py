@@ -15,8 +15,9 @@ import yaml
 from parliament import analyze_policy_string
 
 from plan.engine import Recording
+from providers.aws import group as aws_group
 from providers.aws.backend import partition_of
-from providers.aws.group import UBUNTU_AMI
+from providers.aws.group import HOOK_TIMEOUT_SECONDS, LIFECYCLE_HOOK, UBUNTU_AMI
 from tests.providers.harness import run_file
 
 HEADER = "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"
@@ -341,3 +342,57 @@ def test_partitions_agree_with_botocore() -> None:
             assert partition_of(region) == (entry["id"], entry["outputs"]["dnsSuffix"]), region
             checked += 1
     assert checked > 30
+
+
+# What every earlier release created the group with: the group's
+# initial_lifecycle_hook is ForceNew, so the group must keep exactly this.
+PREVIOUS_INITIAL_HOOKS = [
+    {
+        "defaultResult": "CONTINUE",
+        "heartbeatTimeout": 3600,
+        "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "name": "gh-runners-drain",
+    }
+]
+
+
+def test_the_drain_hook_is_its_own_resource_updated_in_place(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 1, max: 2}}\n")
+    group = recording.named("codex-asg")
+    hook = recording.named("codex-drain-hook")
+    assert hook.type == "aws:autoscaling/lifecycleHook:LifecycleHook"
+    assert hook.inputs == {
+        "name": LIFECYCLE_HOOK,
+        "autoscalingGroupName": group.inputs["name"],
+        "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "heartbeatTimeout": HOOK_TIMEOUT_SECONDS,
+        "defaultResult": "CONTINUE",
+    }
+    # Deleted with its group, never before it: destroy still drains busy VMs.
+    assert hook.deleted_with == group.urn
+    # The group keeps the frozen initial hook (no VM runs before a hook exists)
+    # of the same name, which the agent completes.
+    assert group.inputs["initialLifecycleHooks"] == PREVIOUS_INITIAL_HOOKS
+    assert agent_config_of(recording, "codex")["location"]["lifecycle_hook"] == LIFECYCLE_HOOK
+
+
+def agent_config_of(recording: Recording, pool: str) -> dict[str, Any]:
+    files = {f["path"]: f["content"] for f in user_data_of(recording, pool)["write_files"]}
+    return dict(json.loads(files["/etc/gh-runners/config.json"]))
+
+
+def test_changing_the_drain_changes_the_hook_not_the_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pools = "  - {name: codex, provider: aws}\n"
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    before = plan(tmp_path / "before", pools)
+    monkeypatch.setattr(aws_group, "HOOK_TIMEOUT_SECONDS", 1800)
+    after = plan(tmp_path / "after", pools)
+    assert after.named("codex-drain-hook").inputs["heartbeatTimeout"] == 1800
+    for key in ("name", "initialLifecycleHooks"):  # the group's ForceNew inputs
+        assert after.named("codex-asg").inputs[key] == before.named("codex-asg").inputs[key]
+
+
+def test_up_does_not_wait_for_capacity(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, spot: true, size: {min: 2, max: 4}}\n")
+    assert recording.named("codex-asg").inputs["waitForCapacityTimeout"] == "0"
