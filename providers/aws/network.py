@@ -61,9 +61,15 @@ def build_network(pool: AwsPool, zones: Sequence[str], tags: dict[str, str], opt
         # One NAT gateway, not one per zone: runners are disposable and a zone
         # outage only pauses new jobs, while each extra NAT gateway costs money
         # around the clock.
-        address = aws.ec2.Eip(part(name, "nat-ip"), domain="vpc", tags=tags, opts=opts)
+        # AWS fails a NAT gateway whose VPC has no internet gateway attached
+        # yet, and `destroy` must remove the NAT (and free its address) before
+        # the gateway: both wait for the gateway. Terraform's aws_nat_gateway
+        # and aws_eip docs ("EIP may require IGW to exist prior to
+        # association. Use depends_on to set an explicit dependency on the IGW").
+        after_gateway = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[gateway]))
+        address = aws.ec2.Eip(part(name, "nat-ip"), domain="vpc", tags=tags, opts=after_gateway)
         nat = aws.ec2.NatGateway(
-            part(name, "nat"), allocation_id=address.id, subnet_id=public[0].id, tags=tags, opts=opts
+            part(name, "nat"), allocation_id=address.id, subnet_id=public[0].id, tags=tags, opts=after_gateway
         )
         private_routes = aws.ec2.RouteTable(
             part(name, "private-routes"),

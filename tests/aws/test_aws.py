@@ -139,6 +139,10 @@ def test_private_network_goes_out_through_one_nat(tmp_path: Path) -> None:
     assert "associatePublicIpAddress" not in recording.named("p-template").inputs["networkInterfaces"][0]
     routes = recording.named("p-private-routes").inputs["routes"]
     assert "natGatewayId" in routes[0]
+    # Created after the internet gateway is attached, deleted before it.
+    gateway = recording.named("p-igw").urn
+    assert gateway in recording.named("p-nat-ip").dependencies
+    assert gateway in recording.named("p-nat").dependencies
 
 
 def test_existing_subnets_create_no_network(tmp_path: Path) -> None:
