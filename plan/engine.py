@@ -175,9 +175,7 @@ class CloudMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            region = self._provider_region(args.provider, "us-east-1")
-            names = [f"{region}{letter}" for letter in "abc"]
-            return {"names": names, "zoneIds": [f"z{i}" for i in range(3)], "id": region, "groupNames": names}
+            return self._availability_zones(args)
         if token == "gcp:compute/getZones:getZones":
             region = args.args.get("region") or self._provider_region(args.provider, "us-central1")
             return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}
@@ -188,6 +186,26 @@ class CloudMocks(pulumi.runtime.Mocks):
             name = str(args.args.get("name"))
             return {"name": name, "login": name, "id": str(_stable_number(name)), "orgs": []}
         raise NotImplementedError(f"the recording engine has no mock for {token}")
+
+    def _availability_zones(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        """A region as DescribeAvailabilityZones shows it to an account that opted in to a
+        Local Zone: three standard zones and the Local Zone, which sorts first by name.
+        `state` and `filters` (opt-in-status, zone-type, zone-name) apply as in EC2."""
+        region = self._provider_region(args.provider, "us-east-1")
+        zones = [
+            {"zone-name": f"{region}{letter}", "opt-in-status": "opt-in-not-required", "zone-type": "availability-zone"}
+            for letter in "abc"
+        ]
+        zones.append({"zone-name": f"{region}-lz-1a", "opt-in-status": "opted-in", "zone-type": "local-zone"})
+        for spec in args.args.get("filters") or []:
+            zones = [zone for zone in zones if zone.get(spec["name"]) in spec["values"]]
+        names = [zone["zone-name"] for zone in zones]
+        return {
+            "names": names,
+            "zoneIds": [f"{region[:3]}-az{i}" for i in range(len(names))],
+            "id": region,
+            "groupNames": [region if z["zone-type"] == "availability-zone" else f"{region}-lz-1" for z in zones],
+        }
 
     def _provider_region(self, provider: str | None, default: str) -> str:
         """The region of the explicit provider a resource or call uses.

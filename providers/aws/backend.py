@@ -63,7 +63,15 @@ class AwsBackend(Backend[AwsPool]):
         # One lookup per region, not per pool: per-pool data-source calls make
         # program evaluation grow with the square of the pool count.
         if region not in self._zones:
-            result = aws.get_availability_zones(state="available", opts=self._invoke(region))
+            # Standard zones only: an account that opted in to a Local Zone
+            # (us-west-2-lax-1a) gets it listed too, sorted first, and most
+            # instance types and NAT gateways do not exist there. The filter
+            # is the one the provider documents for "only Availability Zones".
+            result = aws.get_availability_zones(
+                state="available",
+                filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+                opts=self._invoke(region),
+            )
             self._zones[region] = sorted(result.names)
         return self._zones[region]
 

@@ -400,3 +400,10 @@ def test_changing_the_drain_changes_the_hook_not_the_group(tmp_path: Path, monke
 def test_up_does_not_wait_for_capacity(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws, spot: true, size: {min: 2, max: 4}}\n")
     assert recording.named("codex-asg").inputs["waitForCapacityTimeout"] == "0"
+
+
+def test_local_zones_are_never_used(tmp_path: Path) -> None:
+    """The account has a Local Zone, which sorts before the standard zones by name."""
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, network: {zones: 3}}\n")
+    zones = sorted(s.inputs["availabilityZone"] for s in recording.of_type("aws:ec2/subnet:Subnet"))
+    assert zones == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
