@@ -46,6 +46,7 @@ class Recorded:
     shown: dict[str, Any]  # secrets replaced by "[secret]": safe to print
     outputs: dict[str, Any] = field(default_factory=dict)
     component_outputs: dict[str, Any] = field(default_factory=dict)
+    id: str = ""  # what the provider would return as the resource's id (custom resources)
     # Resource options the engine acts on when it replaces or deletes.
     delete_before_replace: bool = False
     deleted_with: str = ""  # URN: Delete is skipped when that resource goes too
@@ -122,10 +123,16 @@ def _plain(value: Any, redact: bool) -> Any:
 
 
 class CloudMocks(pulumi.runtime.Mocks):
-    """What providers would compute for the resources and data sources we use."""
+    """What providers would compute for the resources and data sources we use.
 
-    def __init__(self) -> None:
+    Offline nobody knows which instance types a zone offers: every one asked
+    about is offered, except the (type, zone) pairs in `unoffered`, which tests
+    use to play a region that lacks one. The plan says this was not checked.
+    """
+
+    def __init__(self, unoffered: set[tuple[str, str]] | None = None) -> None:
         self.provider_inputs: dict[str, dict[str, Any]] = {}
+        self.unoffered = unoffered or set()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -176,6 +183,20 @@ class CloudMocks(pulumi.runtime.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return self._availability_zones(args)
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            wanted = {spec["name"]: spec["values"] for spec in args.args.get("filters") or []}
+            pairs = [
+                (kind, zone)
+                for kind in wanted.get("instance-type", [])
+                for zone in wanted.get("location", [])
+                if (kind, zone) not in self.unoffered
+            ]
+            return {
+                "instanceTypes": [kind for kind, _ in pairs],
+                "locations": [zone for _, zone in pairs],
+                "locationTypes": [args.args.get("locationType", "region")] * len(pairs),
+                "id": self._provider_region(args.provider, "us-east-1"),
+            }
         if token == "gcp:compute/getZones:getZones":
             region = args.args.get("region") or self._provider_region(args.provider, "us-central1")
             return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}
@@ -226,7 +247,7 @@ def _alias_urn(request: Any, spec: Any) -> str:
     name = parts.name or request.name
     type_ = parts.type or request.type
     parent = parts.parentUrn if parts.HasField("parentUrn") else ("" if parts.noParent else request.parent)
-    if parent and parent.split("::")[2] != "pulumi:pulumi:Stack":  # the root stack is not part of type chains
+    if parent:  # the child's type chain continues its parent's, as the monitor builds URNs
         prefix, parent_type = parent.rsplit("::", 2)[0], parent.split("::")[2]
         return f"{prefix}::{parent_type}${type_}::{name}"
     stack, project = parts.stack or pulumi.get_stack(), parts.project or pulumi.get_project()
@@ -260,6 +281,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs=_plain(wire, redact=False),
             shown=_plain(wire, redact=True),
             outputs=dict(state.state) if state else {},
+            id=str(response.id),
             delete_before_replace=request.deleteBeforeReplace,
             deleted_with=request.deletedWith,
             retain_on_delete=request.retainOnDelete,

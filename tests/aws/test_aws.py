@@ -40,17 +40,20 @@ def user_data_of(recording: Recording, pool: str) -> dict[str, Any]:
     return yaml.safe_load(gzip.decompress(packed))
 
 
+NET = "network-eu-central-1"  # the region's shared network
+
+
 def test_default_pool_builds_public_network_in_two_zones(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws}\n")
-    vpc = recording.named("codex-vpc")
+    vpc = recording.named(f"{NET}-vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
     subnets = recording.of_type("aws:ec2/subnet:Subnet")
     assert sorted(s.inputs["availabilityZone"] for s in subnets) == ["eu-central-1a", "eu-central-1b"]
     assert sorted(s.inputs["cidrBlock"] for s in subnets) == ["10.0.0.0/20", "10.0.16.0/20"]
     assert not recording.of_type("aws:ec2/natGateway:NatGateway")
-    routes = recording.named("codex-public-routes").inputs["routes"]
+    routes = recording.named(f"{NET}-public-routes").inputs["routes"]
     assert routes == [
-        {"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named("codex-igw").outputs.get("id", routes[0]["gatewayId"])}
+        {"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named(f"{NET}-igw").outputs.get("id", routes[0]["gatewayId"])}
     ]
     group = recording.named("codex-sg").inputs
     assert group.get("ingress", []) == []
@@ -137,12 +140,12 @@ def test_private_network_goes_out_through_one_nat(tmp_path: Path) -> None:
         or len(group["vpcZoneIdentifiers"]) == 3
     )
     assert "associatePublicIpAddress" not in recording.named("p-template").inputs["networkInterfaces"][0]
-    routes = recording.named("p-private-routes").inputs["routes"]
+    routes = recording.named(f"{NET}-private-routes").inputs["routes"]
     assert "natGatewayId" in routes[0]
     # Created after the internet gateway is attached, deleted before it.
-    gateway = recording.named("p-igw").urn
-    assert gateway in recording.named("p-nat-ip").dependencies
-    assert gateway in recording.named("p-nat").dependencies
+    gateway = recording.named(f"{NET}-igw").urn
+    assert gateway in recording.named(f"{NET}-nat-ip").dependencies
+    assert gateway in recording.named(f"{NET}-nat").dependencies
 
 
 def test_existing_subnets_create_no_network(tmp_path: Path) -> None:
@@ -169,7 +172,8 @@ def test_one_provider_per_region(tmp_path: Path) -> None:
     providers = {p.name: p.inputs["region"] for p in recording.of_type("pulumi:providers:aws")}
     assert providers == {"aws-eu-central-1": "eu-central-1", "aws-us-west-2": "us-west-2"}
     west = [r for r in recording.resources if r.provider.split("::")[-1].startswith("aws-us-west-2")]
-    assert {r.name.split("-")[0] for r in west} == {"b", "c"}
+    assert {r.name.split("-")[0] for r in west} == {"b", "c", "network"}
+    assert {r.name for r in recording.of_type("aws:ec2/vpc:Vpc")} == {f"{NET}-vpc", "network-us-west-2-vpc"}
     assert user_data_of(recording, "b")
 
 
