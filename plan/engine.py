@@ -53,7 +53,8 @@ class Recorded:
     retain_on_delete: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
-    aliases: list[str] = field(default_factory=list)  # old URNs (or alias specs) this resource may adopt
+    aliases: list[str] = field(default_factory=list)  # old URNs this resource may adopt
+    replacement_trigger: Any = None  # a value whose change replaces the resource
 
     @property
     def secret_paths(self) -> list[str]:
@@ -130,9 +131,10 @@ class CloudMocks(pulumi.runtime.Mocks):
     use to play a region that lacks one. The plan says this was not checked.
     """
 
-    def __init__(self, unoffered: set[tuple[str, str]] | None = None) -> None:
+    def __init__(self, unoffered: set[tuple[str, str]] | None = None, local_zone: bool = True) -> None:
         self.provider_inputs: dict[str, dict[str, Any]] = {}
         self.unoffered = unoffered or set()
+        self.local_zone = local_zone  # the account opted in to a Local Zone in every region
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -217,7 +219,8 @@ class CloudMocks(pulumi.runtime.Mocks):
             {"zone-name": f"{region}{letter}", "opt-in-status": "opt-in-not-required", "zone-type": "availability-zone"}
             for letter in "abc"
         ]
-        zones.append({"zone-name": f"{region}-lz-1a", "opt-in-status": "opted-in", "zone-type": "local-zone"})
+        if self.local_zone:
+            zones.append({"zone-name": f"{region}-lz-1a", "opt-in-status": "opted-in", "zone-type": "local-zone"})
         for spec in args.args.get("filters") or []:
             zones = [zone for zone in zones if zone.get(spec["name"]) in spec["values"]]
         names = [zone["zone-name"] for zone in zones]
@@ -288,6 +291,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             replace_on_changes=list(request.replaceOnChanges),
             ignore_changes=list(request.ignoreChanges),
             aliases=[*request.aliasURNs, *(_alias_urn(request, spec) for spec in request.aliases)],
+            replacement_trigger=_plain(json_format.MessageToDict(request.replacement_trigger), redact=False)
+            if request.HasField("replacement_trigger")
+            else None,
         )
         return response
 

@@ -10,9 +10,11 @@ group and uses the first `zones` subnets of its kind.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -70,8 +72,8 @@ def build_vpc(
     """Public subnets routed to an internet gateway and, when asked, private
     subnets behind one NAT gateway; resources named `<prefix>-<part>`."""
 
-    def options(what: str, *, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
-        extra = pulumi.ResourceOptions(aliases=aliases(what) if aliases else None, depends_on=list(depends_on))
+    def options(what: str, *, depends_on: Sequence[pulumi.Resource] = (), **more: Any) -> pulumi.ResourceOptions:
+        extra = pulumi.ResourceOptions(aliases=aliases(what) if aliases else None, depends_on=list(depends_on), **more)
         return pulumi.ResourceOptions.merge(opts, extra)
 
     vpc = aws.ec2.Vpc(
@@ -82,7 +84,13 @@ def build_vpc(
         tags={**tags, "Name": part(prefix, "vpc")},
         opts=options("vpc"),
     )
-    gateway = aws.ec2.InternetGateway(part(prefix, "igw"), vpc_id=vpc.id, tags=tags, opts=options("igw"))
+    # vpc_id is not ForceNew for aws_internet_gateway (vpc_internet_gateway.go):
+    # a new VPC would move the gateway, detaching it from the old VPC while its
+    # VMs still drain (and failing while they hold public addresses). A new VPC
+    # gets a new gateway instead; the old one goes with the old VPC.
+    gateway = aws.ec2.InternetGateway(
+        part(prefix, "igw"), vpc_id=vpc.id, tags=tags, opts=options("igw", replace_on_changes=["vpcId"])
+    )
     public_routes = aws.ec2.RouteTable(
         part(prefix, "public-routes"),
         vpc_id=vpc.id,
@@ -126,8 +134,20 @@ def build_vpc(
         # address) before the gateway: both wait for the gateway. Terraform's
         # aws_nat_gateway and aws_eip docs ("EIP may require IGW to exist prior
         # to association. Use depends_on to set an explicit dependency on the IGW").
+        # A NAT gateway holds its Elastic IP, and is replaced with the subnet it
+        # sits in (the VPC block or the first zone changed): the new gateway is
+        # created first and needs an address of its own. So the address is
+        # named after what places that subnet, and a new subnet brings a new
+        # address; earlier releases' `nat-ip` is adopted (alias), not replaced.
+        placed = hashlib.sha256(f"{shape.cidr} {shape.zones[0]}".encode()).hexdigest()[:7]
         address = aws.ec2.Eip(
-            part(prefix, "nat-ip"), domain="vpc", tags=tags, opts=options("nat-ip", depends_on=[gateway])
+            part(prefix, f"nat-ip-{placed}"),
+            domain="vpc",
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(
+                options("nat-ip", depends_on=[gateway]),
+                pulumi.ResourceOptions(aliases=[pulumi.Alias(name=part(prefix, "nat-ip"))]),
+            ),
         )
         nat = aws.ec2.NatGateway(
             part(prefix, "nat"),

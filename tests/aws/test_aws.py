@@ -144,7 +144,8 @@ def test_private_network_goes_out_through_one_nat(tmp_path: Path) -> None:
     assert "natGatewayId" in routes[0]
     # Created after the internet gateway is attached, deleted before it.
     gateway = recording.named(f"{NET}-igw").urn
-    assert gateway in recording.named(f"{NET}-nat-ip").dependencies
+    (address,) = recording.of_type("aws:ec2/eip:Eip")
+    assert gateway in address.dependencies
     assert gateway in recording.named(f"{NET}-nat").dependencies
 
 
