@@ -127,12 +127,14 @@ RULES = {
             TF_GITHUB + "resource_github_actions_runner_group.go",
             names=("name",),
             scope=global_scope,
+            fold_case=True,
         ),
         Rule(
             "github:index/enterpriseActionsRunnerGroup:EnterpriseActionsRunnerGroup",
             TF_GITHUB + "resource_github_enterprise_actions_runner_group.go",
             names=("enterpriseSlug", "name"),
             scope=global_scope,
+            fold_case=True,
         ),
     ]
 }

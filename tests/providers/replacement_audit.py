@@ -29,7 +29,8 @@ API
     where names and claims must be unique (default: the resource's provider).
     `delete_first`: only for a resource that may be replaced delete-before-create
     without losing capacity -- why; the program must then set
-    `delete_before_replace` on it. Resource options are honoured too:
+    `delete_before_replace` on it. `fold_case`: names compare case-insensitively.
+    Resource options are honoured too:
     `replace_on_changes`, `replacement_trigger` and a change of provider
     (another region or project) also replace.
 
@@ -113,6 +114,7 @@ class Rule:
     claims: tuple[tuple[str, ...], ...] = ()  # each a set of inputs held together
     scope: Scope = by_provider
     delete_first: str = ""  # why a delete-before-create replacement loses no capacity
+    fold_case: bool = False  # names compare case-insensitively (GitHub)
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,8 @@ def _identities(record: Recorded, rule: Rule, fresh: frozenset[str]) -> list[tup
         if not keys:
             continue
         values = tuple(_canonical(record.inputs.get(k)) for k in keys)
+        if rule.fold_case:
+            values = tuple(v.lower() for v in values)
         if any(leaf in fresh for value in values for leaf in _leaves(json.loads(value))):
             continue  # built from a new resource's id: cannot equal anything that exists
         found.append((record.type, what, *rule.scope(record), *values))
