@@ -50,16 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", DeprecationWarning)
     import pulumi
 
-    from plan.engine import run_project
+    from plan.engine import project_name, run_project
     from plan.render import plan_document, plan_text
 
+    namespace = project_name(PROJECT_DIR)  # the project's own config keys, as `pulumi config set` stores them
     config = {
         **placeholders,
-        "gh-runners:githubToken": PLACEHOLDER_TOKEN,
-        "gh-runners:runnersFile": str(Path(args.file).resolve()),
+        f"{namespace}:githubToken": PLACEHOLDER_TOKEN,
+        f"{namespace}:runnersFile": str(Path(args.file).resolve()),
     }
     try:
-        recording = run_project(PROJECT_DIR, config=config, secret_keys=["gh-runners:githubToken"], stack=args.stack)
+        recording = run_project(
+            PROJECT_DIR, config=config, secret_keys=[f"{namespace}:githubToken"], stack=args.stack
+        )
     except pulumi.RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
@@ -47,6 +48,15 @@ class Recorded:
     outputs: dict[str, Any] = field(default_factory=dict)
     component_outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: list[str] = field(default_factory=list)  # outputs the resource declares secret
+    id: str = ""  # what the provider would return as the resource's id (custom resources)
+    # Resource options the engine acts on when it replaces or deletes.
+    delete_before_replace: bool = False
+    deleted_with: str = ""  # URN: Delete is skipped when that resource goes too
+    retain_on_delete: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)  # old URNs this resource may adopt
+    replacement_trigger: Any = None  # a value whose change replaces the resource
 
     @property
     def secret_paths(self) -> list[str]:
@@ -116,10 +126,17 @@ def _plain(value: Any, redact: bool) -> Any:
 
 
 class CloudMocks(pulumi.runtime.Mocks):
-    """What providers would compute for the resources and data sources we use."""
+    """What providers would compute for the resources and data sources we use.
 
-    def __init__(self) -> None:
+    Offline nobody knows which instance types a zone offers: every one asked
+    about is offered, except the (type, zone) pairs in `unoffered`, which tests
+    use to play a region that lacks one. The plan says this was not checked.
+    """
+
+    def __init__(self, unoffered: set[tuple[str, str]] | None = None, local_zone: bool = True) -> None:
         self.provider_inputs: dict[str, dict[str, Any]] = {}
+        self.unoffered = unoffered or set()
+        self.local_zone = local_zone  # the account opted in to a Local Zone in every region
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -178,9 +195,21 @@ class CloudMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            region = self._provider_region(args.provider, "us-east-1")
-            names = [f"{region}{letter}" for letter in "abc"]
-            return {"names": names, "zoneIds": [f"z{i}" for i in range(3)], "id": region, "groupNames": names}
+            return self._availability_zones(args)
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            wanted = {spec["name"]: spec["values"] for spec in args.args.get("filters") or []}
+            pairs = [
+                (kind, zone)
+                for kind in wanted.get("instance-type", [])
+                for zone in wanted.get("location", [])
+                if (kind, zone) not in self.unoffered
+            ]
+            return {
+                "instanceTypes": [kind for kind, _ in pairs],
+                "locations": [zone for _, zone in pairs],
+                "locationTypes": [args.args.get("locationType", "region")] * len(pairs),
+                "id": self._provider_region(args.provider, "us-east-1"),
+            }
         if token == "gcp:compute/getZones:getZones":
             region = args.args.get("region") or self._provider_region(args.provider, "us-central1")
             return {"names": [f"{region}-{letter}" for letter in "abc"], "id": region}
@@ -191,6 +220,27 @@ class CloudMocks(pulumi.runtime.Mocks):
             name = str(args.args.get("name"))
             return {"name": name, "login": name, "id": str(_stable_number(name)), "orgs": []}
         raise NotImplementedError(f"the recording engine has no mock for {token}")
+
+    def _availability_zones(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        """A region as DescribeAvailabilityZones shows it to an account that opted in to a
+        Local Zone: three standard zones and the Local Zone, which sorts first by name.
+        `state` and `filters` (opt-in-status, zone-type, zone-name) apply as in EC2."""
+        region = self._provider_region(args.provider, "us-east-1")
+        zones = [
+            {"zone-name": f"{region}{letter}", "opt-in-status": "opt-in-not-required", "zone-type": "availability-zone"}
+            for letter in "abc"
+        ]
+        if self.local_zone:
+            zones.append({"zone-name": f"{region}-lz-1a", "opt-in-status": "opted-in", "zone-type": "local-zone"})
+        for spec in args.args.get("filters") or []:
+            zones = [zone for zone in zones if zone.get(spec["name"]) in spec["values"]]
+        names = [zone["zone-name"] for zone in zones]
+        return {
+            "names": names,
+            "zoneIds": [f"{region[:3]}-az{i}" for i in range(len(names))],
+            "id": region,
+            "groupNames": [region if z["zone-type"] == "availability-zone" else f"{region}-lz-1" for z in zones],
+        }
 
     def _provider_region(self, provider: str | None, default: str) -> str:
         """The region of the explicit provider a resource or call uses.
@@ -218,6 +268,21 @@ def _random_outputs(typ: str, digest: str, inputs: dict[str, Any]) -> dict[str, 
             "dec": str(int.from_bytes(data, "big")),
         }
     return {}
+
+
+def _alias_urn(request: Any, spec: Any) -> str:
+    """An alias as the old URN it names (the SDK sends specs: name, type, parent, project, stack)."""
+    if spec.urn:
+        return str(spec.urn)
+    parts = spec.spec
+    name = parts.name or request.name
+    type_ = parts.type or request.type
+    parent = parts.parentUrn if parts.HasField("parentUrn") else ("" if parts.noParent else request.parent)
+    if parent:  # the child's type chain continues its parent's, as the monitor builds URNs
+        prefix, parent_type = parent.rsplit("::", 2)[0], parent.split("::")[2]
+        return f"{prefix}::{parent_type}${type_}::{name}"
+    stack, project = parts.stack or pulumi.get_stack(), parts.project or pulumi.get_project()
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
 
 
 def _stable_number(text: str) -> int:
@@ -248,6 +313,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             shown=_plain(wire, redact=True),
             outputs=dict(state.state) if state else {},
             secret_outputs=list(request.additionalSecretOutputs),
+            id=str(response.id),
+            delete_before_replace=request.deleteBeforeReplace,
+            deleted_with=request.deletedWith,
+            retain_on_delete=request.retainOnDelete,
+            replace_on_changes=list(request.replaceOnChanges),
+            ignore_changes=list(request.ignoreChanges),
+            aliases=[*request.aliasURNs, *(_alias_urn(request, spec) for spec in request.aliases)],
+            replacement_trigger=_plain(json_format.MessageToDict(request.replacement_trigger), redact=False)
+            if request.HasField("replacement_trigger")
+            else None,
         )
         return response
 
@@ -276,9 +351,10 @@ def run(
     secret_keys: Sequence[str] = (),
     project: str = "gh-runners",
     stack: str = "plan",
+    mocks: CloudMocks | None = None,
 ) -> Recording:
     """Run `program` under the recording engine and return what it registered."""
-    mocks = CloudMocks()
+    mocks = mocks or CloudMocks()
     monitor = RecordingMonitor(mocks)
     flat = {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
     pulumi.runtime.set_all_config(flat, list(secret_keys))
@@ -295,14 +371,35 @@ def run(
     return Recording(list(monitor.records.values()), resolved, shown)
 
 
+def project_name(project_dir: Path) -> str:
+    """The `name:` of the project's Pulumi.yaml: the namespace of its own config keys."""
+    document = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    return str(document["name"])
+
+
 def run_project(
-    project_dir: Path, *, config: dict[str, Any], secret_keys: Sequence[str] = (), stack: str = "plan"
+    project_dir: Path,
+    *,
+    config: dict[str, Any],
+    secret_keys: Sequence[str] = (),
+    stack: str = "plan",
+    project: str | None = None,
+    mocks: CloudMocks | None = None,
 ) -> Recording:
-    """Run the project's own __main__.py: the exact program `pulumi up` runs."""
+    """Run the project's own __main__.py: the exact program `pulumi up` runs.
+
+    `project` defaults to the name in the project's Pulumi.yaml, as with the CLI."""
     project_dir = project_dir.resolve()
 
     def program() -> None:
         with working_directory(project_dir):
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__pulumi_program__")
 
-    return run(program, config=config, secret_keys=secret_keys, stack=stack)
+    return run(
+        program,
+        config=config,
+        secret_keys=secret_keys,
+        stack=stack,
+        project=project or project_name(project_dir),
+        mocks=mocks,
+    )

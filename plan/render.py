@@ -41,7 +41,9 @@ KEY_PROPERTIES: dict[str, list[str]] = {
         "instanceRefresh",
         "instanceMaintenancePolicy",
         "initialLifecycleHooks",
+        "waitForCapacityTimeout",
     ],
+    "aws:autoscaling/lifecycleHook:LifecycleHook": ["name", "lifecycleTransition", "heartbeatTimeout", "defaultResult"],
     "aws:autoscaling/schedule:Schedule": ["recurrence", "timeZone", "desiredCapacity", "minSize", "maxSize"],
     "gcp:compute/network:Network": ["autoCreateSubnetworks"],
     "gcp:compute/subnetwork:Subnetwork": ["region", "ipCidrRange", "privateIpGoogleAccess"],
@@ -73,6 +75,11 @@ KEY_PROPERTIES: dict[str, list[str]] = {
     "gcp:compute/regionAutoscaler:RegionAutoscaler": ["autoscalingPolicy"],
 }
 NOISE = {"tags", "labels", "description", "tagSpecifications", "tagsAll"}
+# What `pulumi preview` asks the cloud and an offline plan cannot: said per pool.
+NOT_CHECKED_OFFLINE = [
+    "whether the cloud offers the pool's machine types in its zones "
+    "(`pulumi preview` checks it with your credentials and fails on a zone that offers none)",
+]
 
 
 def summarize(key: str, value: Any) -> Any:
@@ -158,6 +165,7 @@ def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict
                 "provider": pool.provider,
                 "labels": pool.all_labels,
                 "warnings": pool_warnings(pool, runners),
+                "not_checked_offline": NOT_CHECKED_OFFLINE,
                 "resources": [_entry(r) for r in _by_type_and_name(members.get(pool.name, []))],
             }
             for pool in runners.pools
@@ -178,13 +186,17 @@ def plan_text(recording: Recording, runners: RunnersFile, placeholders: dict[str
         lines += ["", f"{POOL_TYPE}  {pool.name}  ({pool.provider}, runs-on: {', '.join(pool.all_labels)})"]
         for warning in pool_warnings(pool, runners):
             lines.append(f"  ! {warning}")
+        for unchecked in NOT_CHECKED_OFFLINE:
+            lines.append(f"  ? not checked offline: {unchecked}")
         if record is None:
             continue
         lines += _tree(recording, record.urn, "  ")
     if shared:
         lines += ["", "shared"]
-        for r in shared:
+        urns = {r.urn for r in shared}
+        for r in (r for r in shared if r.parent not in urns):  # components show their children as a tree
             lines.append(f"  {r.type}  {r.name}{_props_inline(resource_view(r, full=False))}")
+            lines += _tree(recording, r.urn, "    ")
     return "\n".join(lines)
 
 

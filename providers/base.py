@@ -9,7 +9,7 @@ the VM's user data can be rendered from plain, non-secret values.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -18,6 +18,13 @@ import pulumi
 from schema.models import GitHubTarget, PoolCommon
 
 PoolT = TypeVar("PoolT", bound=PoolCommon)
+
+
+Field = tuple[str | int, ...]  # a field of a pool, e.g. ("network", "zones")
+
+
+def _unlocated(pool: str, field: Field, message: str) -> str:
+    return f"pool {pool}: {'.'.join(map(str, field))}: {message}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,10 @@ class StackContext:
     github: GitHubTarget
     credential: pulumi.Output[str]  # the secret JSON document the agent reads
     credential_kind: Literal["pat", "app"]
+    # `FILE:LINE:COL: pools[i].field: message` for a pool's field, for problems
+    # found only once the cloud answers (inside outputs, where PoolProblem can't
+    # reach the program).
+    locate: Callable[[str, Field, str], str] = _unlocated
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,10 @@ class Backend(ABC, Generic[PoolT]):
 
     def __init__(self, context: StackContext) -> None:
         self.context = context
+
+    def prepare(self, pools: Sequence[PoolT]) -> None:
+        """Called once with every pool of this cloud, in file order, before any is built:
+        what pools share (a region's network) is sized for all of them."""
 
     @abstractmethod
     def site(self, pool: PoolT) -> Site:

@@ -19,3 +19,8 @@ def pool_tags(pool: PoolCommon, context: StackContext) -> dict[str, str]:
         STACK_TAG: fitted(slug(context.stack), 63),
         MANAGED_BY_TAG: "gh-runners",
     }
+
+
+def stack_tags(context: StackContext) -> dict[str, str]:
+    """Tags of what a stack's pools share (a region's network): ours only, no pool's."""
+    return {STACK_TAG: fitted(slug(context.stack), 63), MANAGED_BY_TAG: "gh-runners"}

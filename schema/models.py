@@ -373,6 +373,12 @@ class AwsNetwork(Strict):
         description="Private subnets behind a NAT gateway (costs a NAT gateway per zone's "
         "traffic); default is public subnets with no inbound rules.",
     )
+    dedicated: StrictBool = Field(
+        default=False,
+        description="A VPC of the pool's own. By default the pools of a stack in one region share one "
+        "created VPC (internet gateway, NAT gateway and address included), which keeps within AWS's "
+        "default quotas of 5 VPCs and 5 Elastic IPs per region.",
+    )
     vpc_id: Annotated[StrictStr, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
     subnet_ids: list[Annotated[StrictStr, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(default_factory=list)
 
@@ -387,7 +393,7 @@ class AwsNetwork(Strict):
         if existing:
             if not (self.vpc_id and self.subnet_ids):
                 raise ValueError("an existing network needs both vpc_id and subnet_ids")
-            created_only = {"cidr", "zones", "private"} & self.model_fields_set
+            created_only = {"cidr", "zones", "private", "dedicated"} & self.model_fields_set
             if created_only:
                 raise ValueError(
                     f"{', '.join(sorted(created_only))} only apply to a created VPC, not to existing subnets"

@@ -13,9 +13,8 @@ from typing import Any, Literal
 import pulumi
 from pulumi.runtime.config import get_config, is_config_secret
 
-PROJECT = "gh-runners"
-TOKEN_KEY = f"{PROJECT}:githubToken"
-APP_KEY = f"{PROJECT}:githubApp"
+TOKEN = "githubToken"
+APP = "githubApp"
 SET_TOKEN = "pulumi config set --secret githubToken <token>"
 SET_APP = (
     "pulumi config set --path githubApp.appId <id> && "
@@ -45,8 +44,16 @@ def read_stack_config() -> StackConfig:
     return StackConfig(runners_file=runners_file, credential=read_credential())
 
 
+def config_key(name: str) -> str:
+    """`<project>:<name>`: the CLI stores `pulumi config set name` under the namespace of the
+    project named in Pulumi.yaml, so a renamed project (a second deployment of this code)
+    keeps finding its own keys."""
+    return pulumi.Config().full_key(name)
+
+
 def read_credential() -> GitHubCredential:
-    token, app = get_config(TOKEN_KEY), get_config(APP_KEY)
+    token_key, app_key = config_key(TOKEN), config_key(APP)
+    token, app = get_config(token_key), get_config(app_key)
     if token is not None and app is not None:
         raise pulumi.RunError(
             "both githubToken and githubApp are set; keep one: "
@@ -57,7 +64,7 @@ def read_credential() -> GitHubCredential:
             f"no GitHub credential in stack config. Set a PAT: `{SET_TOKEN}`, or a GitHub App: `{SET_APP}`"
         )
     if token is not None:
-        if not is_config_secret(TOKEN_KEY):
+        if not is_config_secret(token_key):
             raise pulumi.RunError(f"githubToken is stored in plain text; store it as a secret: `{SET_TOKEN}`")
         if not str(token).strip():
             raise pulumi.RunError(f"githubToken is empty: `{SET_TOKEN}`")
@@ -67,11 +74,11 @@ def read_credential() -> GitHubCredential:
             document=pulumi.Output.secret(json.dumps({"kind": "pat", "token": value})),
             token=pulumi.Output.secret(value),
         )
-    return _app_credential(app)
+    return _app_credential(app, app_key)
 
 
-def _app_credential(raw: Any) -> GitHubCredential:
-    if not is_config_secret(APP_KEY):
+def _app_credential(raw: Any, key: str) -> GitHubCredential:
+    if not is_config_secret(key):
         raise pulumi.RunError(
             "githubApp.privateKey is stored in plain text; store it as a secret: "
             "`pulumi config set --path --secret githubApp.privateKey < app.pem`"

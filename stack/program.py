@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 
 from providers import Backends
-from providers.base import PoolProblem, StackContext
+from providers.base import Field, PoolProblem, StackContext
 from providers.pool import RunnerPool
 from schema.loader import LoadError, Problem, load_file, locate
 from schema.models import RunnersFile, format_loc
@@ -29,6 +30,7 @@ def build_pools(runners: RunnersFile, config: StackConfig) -> list[RunnerPool]:
         github=runners.github,
         credential=config.credential.document,
         credential_kind=config.credential.kind,
+        locate=_locator(config.runners_file, runners),
     )
     groups: dict[str, pulumi.Resource] = {}
     if runners.managed_groups:
@@ -37,6 +39,8 @@ def build_pools(runners: RunnersFile, config: StackConfig) -> list[RunnerPool]:
 
         groups = build_runner_groups(runners.github, runners.managed_groups, config.credential)
     backends = Backends(context)
+    for provider in dict.fromkeys(pool.provider for pool in runners.pools):
+        backends[provider].prepare([pool for pool in runners.pools if pool.provider == provider])
     pools = []
     for index, pool in enumerate(runners.pools):
         group = groups.get(pool.group_name)
@@ -68,3 +72,12 @@ def export_pools(pools: list[RunnerPool]) -> None:
 def _located(file: str, index: int, problem: PoolProblem) -> str:
     line, column = locate(file, ("pools", index, *problem.field))
     return str(Problem(file, line, column, format_loc(("pools", index, *problem.field)), problem.message))
+
+
+def _locator(file: str, runners: RunnersFile) -> Callable[[str, Field, str], str]:
+    indexes = {pool.name: i for i, pool in enumerate(runners.pools)}
+
+    def located(pool: str, field: Field, message: str) -> str:
+        return _located(file, indexes[pool], PoolProblem(field, message))
+
+    return located

@@ -36,10 +36,15 @@ def build_runner_groups(
     if target.scope == "repository" or not groups:
         return {}
     provider = github_provider(target, credential)
-    opts = pulumi.ResourceOptions(provider=provider)
     created: dict[str, pulumi.Resource] = {}
     for group in groups:
-        name = f"runner-group-{group.name}"
+        # GitHub group names are case-insensitive and `name` is updated in place,
+        # so the URN uses the lower-cased name: changing a group's case renames
+        # it instead of creating a duplicate beside it. Stacks from earlier
+        # releases have the name as written: aliases keep those URNs.
+        name = f"runner-group-{group.name.lower()}"
+        aliases = [pulumi.Alias(name=f"runner-group-{group.name}")] if group.name != group.name.lower() else None
+        opts = pulumi.ResourceOptions(provider=provider, aliases=aliases)
         workflows = group.workflows or None
         if target.scope == "organization":
             created[group.name] = github.ActionsRunnerGroup(

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_aws as aws
 
 from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group, packed_user_data
 from providers.aws.identity import Account, build_identity
-from providers.aws.network import build_network
+from providers.aws.network import Shape, SharedNetwork, Vpc, build_vpc, existing_network, pool_network
 from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
-from providers.naming import stack_scoped
-from providers.tags import pool_tags
+from providers.naming import deployment_scoped
+from providers.tags import pool_tags, stack_tags
 from schema.models import AwsPool
+
+# Partitions by region name, as botocore's data/partitions.json resolves them
+# (`regionRegex`, `outputs.dnsSuffix`). The VM agent and the IAM conditions
+# speak to `<service>.<region>.amazonaws.com`; regions under another DNS
+# suffix are refused with a located error rather than half supported.
+PARTITIONS: list[tuple[str, str, str]] = [
+    (r"^(us|eu|ap|sa|ca|me|af|il|mx)-\w+-\d+$", "aws", "amazonaws.com"),
+    (r"^us-gov-\w+-\d+$", "aws-us-gov", "amazonaws.com"),
+    (r"^cn-\w+-\d+$", "aws-cn", "amazonaws.com.cn"),
+    (r"^eusc-(de)-\w+-\d+$", "aws-eusc", "amazonaws.eu"),
+    (r"^us-iso-\w+-\d+$", "aws-iso", "c2s.ic.gov"),
+    (r"^us-isob-\w+-\d+$", "aws-iso-b", "sc2s.sgov.gov"),
+    (r"^eu-isoe-\w+-\d+$", "aws-iso-e", "cloud.adc-e.uk"),
+    (r"^us-isof-\w+-\d+$", "aws-iso-f", "csp.hci.ic.gov"),
+]
+SUPPORTED_DNS_SUFFIX = "amazonaws.com"
+
+
+def partition_of(region: str) -> tuple[str, str] | None:
+    """(partition, DNS suffix) of a region name, or None when no partition claims it."""
+    for pattern, partition, suffix in PARTITIONS:
+        if re.match(pattern, region):
+            return partition, suffix
+    return None
 
 
 class AwsBackend(Backend[AwsPool]):
@@ -22,6 +49,19 @@ class AwsBackend(Backend[AwsPool]):
         self._providers: dict[str, aws.Provider] = {}
         self._zones: dict[str, list[str]] = {}
         self._accounts: dict[str, Account] = {}
+        self._sharers: dict[str, list[AwsPool]] = {}  # region -> pools on its shared network, in file order
+        self._types: dict[str, set[str]] = {}  # region -> every instance type its pools use
+        self._shared: dict[str, SharedNetwork] = {}
+        self._offered: dict[str, pulumi.Output[set[tuple[str, str]]]] = {}
+
+    def prepare(self, pools: Sequence[AwsPool]) -> None:
+        for pool in pools:
+            region = _region_of(pool)
+            if region is None:
+                continue  # site() reports it, located
+            self._types.setdefault(region, set()).update(pool.effective_instance_types)
+            if not (pool.network.existing or pool.network.dedicated):
+                self._sharers.setdefault(region, []).append(pool)
 
     # Shared per region: created once, used by every pool in that region.
 
@@ -37,7 +77,15 @@ class AwsBackend(Backend[AwsPool]):
         # One lookup per region, not per pool: per-pool data-source calls make
         # program evaluation grow with the square of the pool count.
         if region not in self._zones:
-            result = aws.get_availability_zones(state="available", opts=self._invoke(region))
+            # Standard zones only: an account that opted in to a Local Zone
+            # (us-west-2-lax-1a) gets it listed too, sorted first, and most
+            # instance types and NAT gateways do not exist there. The filter
+            # is the one the provider documents for "only Availability Zones".
+            result = aws.get_availability_zones(
+                state="available",
+                filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+                opts=self._invoke(region),
+            )
             self._zones[region] = sorted(result.names)
         return self._zones[region]
 
@@ -53,33 +101,126 @@ class AwsBackend(Backend[AwsPool]):
     def _opts(self, region: str, parent: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self._provider(region))
 
+    def _zones_for(self, region: str, pool: AwsPool) -> tuple[str, ...]:
+        available = self._zones_of(region)
+        if pool.network.zones > len(available):
+            raise PoolProblem(
+                ("network", "zones"),
+                f"{region} has {len(available)} available zones, the pool asks for {pool.network.zones}",
+            )
+        return tuple(available[: pool.network.zones])
+
+    def _shared_network(self, region: str, pool: AwsPool, parent: pulumi.Resource) -> Vpc:
+        sharers = self._sharers.get(region) or [pool]  # prepare() not called: the pools as they come
+        explicit = [p for p in sharers if "cidr" in p.network.model_fields_set]
+        cidr = explicit[0].network.cidr if explicit else pool.network.cidr
+        if "cidr" in pool.network.model_fields_set and pool.network.cidr != cidr:
+            raise PoolProblem(
+                ("network", "cidr"),
+                f"the pools in {region} share one network, {cidr} (set by pool {explicit[0].name}); "
+                "use the same cidr, or give this pool its own VPC with `dedicated: true`",
+            )
+        self._zones_for(region, pool)  # this pool's zones exist
+        if region not in self._shared:
+            available = len(self._zones_of(region))
+            zones = max(p.network.zones for p in sharers if p.network.zones <= available)
+            shape = Shape(
+                cidr=cidr,
+                zones=tuple(self._zones_of(region)[:zones]),
+                private=any(p.network.private for p in sharers),
+            )
+            # The first pool of the region builds it and lends it its old URNs.
+            self._shared[region] = SharedNetwork(
+                region, shape, stack_tags(self.context), self._provider(region), adopt=parent, adopt_name=pool.name
+            )
+        return self._shared[region].vpc
+
+    def _offerings(self, region: str) -> pulumi.Output[set[tuple[str, str]]]:
+        """(instance type, zone) pairs EC2 offers, for every type the region's pools use:
+        one lookup per region (get_instance_type_offerings), not per pool."""
+        if region not in self._offered:
+            result = aws.ec2.get_instance_type_offerings_output(
+                location_type="availability-zone",
+                filters=[
+                    aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="location", values=self._zones_of(region)),
+                    aws.ec2.GetInstanceTypeOfferingsFilterArgs(
+                        name="instance-type", values=sorted(self._types.get(region, set()))
+                    ),
+                ],
+                opts=pulumi.InvokeOutputOptions(provider=self._provider(region)),
+            )
+            self._offered[region] = pulumi.Output.all(result.instance_types, result.locations).apply(
+                lambda found: set(zip(found[0], found[1], strict=True))
+            )
+        return self._offered[region]
+
+    def _offered_in_every_zone(self, pool: AwsPool, region: str, network: Network) -> Network:
+        """The network, its subnets held back until EC2 confirms that every zone
+        of the pool offers one of its instance types; otherwise a located error.
+        A zone without any leaves the group short of VMs with a green `pulumi up`."""
+        self._types.setdefault(region, set()).update(pool.effective_instance_types)
+        zones = self._zones_for(region, pool)
+        types = pool.effective_instance_types
+
+        def check(offered: set[tuple[str, str]]) -> bool:
+            for zone in zones:
+                if not any((kind, zone) in offered for kind in types):
+                    field = ("instance_types",) if pool.instance_types else ("arch",)
+                    raise pulumi.RunError(
+                        self.context.locate(
+                            pool.name,
+                            field,
+                            f"{zone}, one of the pool's zones, offers none of {', '.join(types)}; "
+                            "choose other instance types or fewer network.zones",
+                        )
+                    )
+            return True
+
+        checked = self._offerings(region).apply(check)
+        subnets = [pulumi.Output.all(checked, subnet).apply(lambda v: str(v[1])) for subnet in network.subnet_ids]
+        return Network(
+            subnet_ids=subnets,
+            firewall_ids=network.firewall_ids,
+            public_ip=network.public_ip,
+            nat=network.nat,
+            egress=network.egress,
+        )
+
     # The interface.
 
     def site(self, pool: AwsPool) -> Site:
-        region = pool.region or pulumi.Config("aws").get("region")
+        region = _region_of(pool)
         if not region:
             raise PoolProblem(
                 ("region",), "no AWS region: set region on the pool or run `pulumi config set aws:region eu-central-1`"
             )
+        _check_partition(region, "region" if pool.region else "stack config aws:region")
+        project, stack = self.context.project, self.context.stack
         return Site(
             cloud="aws",
             region=region,
-            group_name=stack_scoped(self.context.stack, pool.name, 255),
-            secret_name=f"/gh-runners/{stack_scoped(self.context.stack, pool.name, 200)}/github-credential",
+            # Unique per account and region across projects and stacks: two
+            # deployments of this code never claim the same group or parameter.
+            group_name=deployment_scoped(project, stack, pool.name, 255),
+            secret_name=f"/gh-runners/{deployment_scoped(project, stack, pool.name, 200)}/github-credential",
             extra={"lifecycle_hook": LIFECYCLE_HOOK, "drain_seconds": str(DRAIN_SECONDS)},
         )
 
     def network(self, pool: AwsPool, site: Site, parent: pulumi.Resource) -> Network:
-        zones: list[str] = []
-        if not pool.network.existing:
-            available = self._zones_of(site.region)
-            if pool.network.zones > len(available):
-                raise PoolProblem(
-                    ("network", "zones"),
-                    f"{site.region} has {len(available)} available zones, the pool asks for {pool.network.zones}",
-                )
-            zones = available[: pool.network.zones]
-        return build_network(pool, zones, pool_tags(pool, self.context), self._opts(site.region, parent))
+        tags, opts = pool_tags(pool, self.context), self._opts(site.region, parent)
+        if pool.network.existing:
+            # The pool chose its subnets, and with them its zones.
+            return existing_network(pool, tags, opts)
+        if pool.network.dedicated:
+            shape = Shape(
+                cidr=pool.network.cidr,
+                zones=self._zones_for(site.region, pool),
+                private=pool.network.private,
+            )
+            vpc = build_vpc(pool.name, shape, tags, opts)
+        else:
+            vpc = self._shared_network(site.region, pool, parent)
+        return self._offered_in_every_zone(pool, site.region, pool_network(pool, vpc, tags, opts))
 
     def identity(self, pool: AwsPool, site: Site, parent: pulumi.Resource) -> Identity:
         return build_identity(
@@ -103,4 +244,21 @@ class AwsBackend(Backend[AwsPool]):
             )
         return build_vm_group(
             pool, site, network, identity, user_data, pool_tags(pool, self.context), self._opts(site.region, parent)
+        )
+
+
+def _region_of(pool: AwsPool) -> str | None:
+    return pool.region or pulumi.Config("aws").get("region")
+
+
+def _check_partition(region: str, source: str) -> None:
+    found = partition_of(region)
+    if found is None:
+        raise PoolProblem(("region",), f"{source} {region!r} is not an AWS region name")
+    partition, suffix = found
+    if suffix != SUPPORTED_DNS_SUFFIX:
+        raise PoolProblem(
+            ("region",),
+            f"{region} is in the {partition} partition ({suffix}); gh-runners supports regions under "
+            f"{SUPPORTED_DNS_SUFFIX} only (the aws and aws-us-gov partitions)",
         )

@@ -23,6 +23,22 @@ LIFECYCLE_HOOK = "gh-runners-drain"
 # deregister and complete the hook itself. An idle runner goes at once.
 DRAIN_SECONDS = 3000
 HOOK_TIMEOUT_SECONDS = DRAIN_SECONDS + 600
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+# The group's `initial_lifecycle_hook` is ForceNew in terraform-provider-aws
+# (internal/service/autoscaling/group.go): any change to it replaces the
+# fixed-name group. It is what closes the launch window, though: with it the
+# provider creates the group at size 0, puts the hook, then sets the real size
+# (resourceGroupCreate, "twoPhases"), so no VM ever runs before its hook. So it
+# stays, frozen exactly as every earlier release created it, and the
+# LifecycleHook resource below (PutLifecycleHook on the same name, updated in
+# place) owns the live settings. The group never reads hooks back
+# (resourceGroupRead), so the two never disagree. Never edit these literals.
+FROZEN_INITIAL_HOOK = aws.autoscaling.GroupInitialLifecycleHookArgs(
+    name="gh-runners-drain",
+    lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+    heartbeat_timeout=3600,
+    default_result="CONTINUE",
+)
 USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (counted before base64)
 
 
@@ -116,14 +132,12 @@ def build_vm_group(
         instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
             min_healthy_percentage=100, max_healthy_percentage=200
         ),
-        initial_lifecycle_hooks=[
-            aws.autoscaling.GroupInitialLifecycleHookArgs(
-                name=LIFECYCLE_HOOK,
-                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                heartbeat_timeout=HOOK_TIMEOUT_SECONDS,
-                default_result="CONTINUE",
-            )
-        ],
+        initial_lifecycle_hooks=[FROZEN_INITIAL_HOOK],
+        # "0" skips the provider's capacity waiting (pulumi_aws Group
+        # `wait_for_capacity_timeout`: 'Setting this to "0" causes the provider
+        # to skip all Capacity Waiting behavior'): a short spot supply must not
+        # fail `pulumi up` while the group itself is fine and keeps trying.
+        wait_for_capacity_timeout="0",
         tags=[
             aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
             for key, value in sorted(tags.items())
@@ -139,6 +153,20 @@ def build_vm_group(
                 # hook; the provider's default 10 minutes would cut a drain short.
                 custom_timeouts=pulumi.CustomTimeouts(delete=f"{HOOK_TIMEOUT_SECONDS // 60 + 10}m"),
             ),
+        ),
+    )
+    aws.autoscaling.LifecycleHook(
+        part(name, "drain-hook"),
+        name=LIFECYCLE_HOOK,
+        autoscaling_group_name=group.name,
+        lifecycle_transition=TERMINATING,
+        heartbeat_timeout=HOOK_TIMEOUT_SECONDS,
+        default_result="CONTINUE",
+        opts=pulumi.ResourceOptions.merge(
+            opts,
+            # The hook goes with its group: deleting it first on `pulumi
+            # destroy` would let the group kill busy VMs without a drain.
+            pulumi.ResourceOptions(deleted_with=group),
         ),
     )
     for i, schedule in enumerate(pool.schedules):

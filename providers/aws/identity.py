@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from providers.base import Identity, Site
-from providers.naming import part
+from providers.naming import fitted, part
 from schema.models import AwsPool
 
 
@@ -59,9 +59,13 @@ def policy_statements(
             },
         },
         {
-            "Sid": "FinishOwnTerminationHook",
+            # A VM that is done leaves through its own group: it terminates
+            # itself there (so the group does not run the termination hook on
+            # an instance that is already gone) and completes its own hook.
+            # Only this group: the ARN names it, whatever its id.
+            "Sid": "LeaveThroughOwnGroup",
             "Effect": "Allow",
-            "Action": ["autoscaling:CompleteLifecycleAction"],
+            "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:TerminateInstanceInAutoScalingGroup"],
             "Resource": [
                 f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{group_name}"
             ],
@@ -95,6 +99,8 @@ def policy_statements(
         )
     return statements
 
+
+POLICY_NAME_LIMIT = 128  # IAM inline policy names: 1-128 characters
 
 ASSUME_ROLE_POLICY = json.dumps(
     {
@@ -149,7 +155,17 @@ def build_identity(
             sort_keys=True,
         )
     )
-    policy = aws.iam.RolePolicy(part(name, "policy"), role=role.id, policy=document, opts=opts)
+    policy = aws.iam.RolePolicy(
+        part(name, "policy"),
+        # Named after the group, so a new group name (an upgrade, a renamed
+        # project) replaces the grant instead of rewriting it: the old grant
+        # is deleted only after the old group, whose draining VMs still need
+        # it to read their credential and finish their hook.
+        name=fitted(site.group_name, POLICY_NAME_LIMIT),
+        role=role.id,
+        policy=document,
+        opts=opts,
+    )
     profile = aws.iam.InstanceProfile(part(name, "profile"), role=role.name, tags=tags, opts=opts)
     return Identity(
         principal=role.arn,

@@ -15,7 +15,9 @@ import yaml
 from parliament import analyze_policy_string
 
 from plan.engine import Recording
-from providers.aws.group import UBUNTU_AMI
+from providers.aws import group as aws_group
+from providers.aws.backend import partition_of
+from providers.aws.group import HOOK_TIMEOUT_SECONDS, LIFECYCLE_HOOK, UBUNTU_AMI
 from tests.providers.harness import run_file
 
 HEADER = "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"
@@ -38,17 +40,20 @@ def user_data_of(recording: Recording, pool: str) -> dict[str, Any]:
     return yaml.safe_load(gzip.decompress(packed))
 
 
+NET = "network-eu-central-1"  # the region's shared network
+
+
 def test_default_pool_builds_public_network_in_two_zones(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws}\n")
-    vpc = recording.named("codex-vpc")
+    vpc = recording.named(f"{NET}-vpc")
     assert vpc.inputs["cidrBlock"] == "10.0.0.0/16"
     subnets = recording.of_type("aws:ec2/subnet:Subnet")
     assert sorted(s.inputs["availabilityZone"] for s in subnets) == ["eu-central-1a", "eu-central-1b"]
     assert sorted(s.inputs["cidrBlock"] for s in subnets) == ["10.0.0.0/20", "10.0.16.0/20"]
     assert not recording.of_type("aws:ec2/natGateway:NatGateway")
-    routes = recording.named("codex-public-routes").inputs["routes"]
+    routes = recording.named(f"{NET}-public-routes").inputs["routes"]
     assert routes == [
-        {"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named("codex-igw").outputs.get("id", routes[0]["gatewayId"])}
+        {"cidrBlock": "0.0.0.0/0", "gatewayId": recording.named(f"{NET}-igw").outputs.get("id", routes[0]["gatewayId"])}
     ]
     group = recording.named("codex-sg").inputs
     assert group.get("ingress", []) == []
@@ -81,7 +86,7 @@ def test_asg_keeps_capacity_and_drains_busy_runners(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 2, max: 5}}\n")
     group = recording.named("codex-asg").inputs
     assert (group["minSize"], group["maxSize"], group["desiredCapacity"]) == (2, 5, 2)
-    assert group["name"] == "ghr-test-codex"
+    assert group["name"] == "ghr-gh-runners-test-codex"
     assert len(group["vpcZoneIdentifiers"]) == 2
     assert group["launchTemplate"]["version"] == "1"
     assert "mixedInstancesPolicy" not in group
@@ -135,8 +140,13 @@ def test_private_network_goes_out_through_one_nat(tmp_path: Path) -> None:
         or len(group["vpcZoneIdentifiers"]) == 3
     )
     assert "associatePublicIpAddress" not in recording.named("p-template").inputs["networkInterfaces"][0]
-    routes = recording.named("p-private-routes").inputs["routes"]
+    routes = recording.named(f"{NET}-private-routes").inputs["routes"]
     assert "natGatewayId" in routes[0]
+    # Created after the internet gateway is attached, deleted before it.
+    gateway = recording.named(f"{NET}-igw").urn
+    (address,) = recording.of_type("aws:ec2/eip:Eip")
+    assert gateway in address.dependencies
+    assert gateway in recording.named(f"{NET}-nat").dependencies
 
 
 def test_existing_subnets_create_no_network(tmp_path: Path) -> None:
@@ -163,7 +173,8 @@ def test_one_provider_per_region(tmp_path: Path) -> None:
     providers = {p.name: p.inputs["region"] for p in recording.of_type("pulumi:providers:aws")}
     assert providers == {"aws-eu-central-1": "eu-central-1", "aws-us-west-2": "us-west-2"}
     west = [r for r in recording.resources if r.provider.split("::")[-1].startswith("aws-us-west-2")]
-    assert {r.name.split("-")[0] for r in west} == {"b", "c"}
+    assert {r.name.split("-")[0] for r in west} == {"b", "c", "network"}
+    assert {r.name for r in recording.of_type("aws:ec2/vpc:Vpc")} == {f"{NET}-vpc", "network-us-west-2-vpc"}
     assert user_data_of(recording, "b")
 
 
@@ -178,7 +189,7 @@ def test_schedules_become_scheduled_actions(tmp_path: Path) -> None:
     assert night["recurrence"] == "0 21 * * *" and night["timeZone"] == "Europe/Berlin"
     assert (night["desiredCapacity"], night["minSize"], night["maxSize"]) == (0, 0, 4)
     assert (day["desiredCapacity"], day["minSize"], day["maxSize"]) == (3, 1, 4)
-    assert day["autoscalingGroupName"] == "ghr-test-s"
+    assert day["autoscalingGroupName"] == "ghr-gh-runners-test-s"
 
 
 @pytest.mark.parametrize(("ephemeral", "expected"), [(True, True), (False, False)])
@@ -202,7 +213,7 @@ def test_credential_parameter_is_a_secure_string_secret(tmp_path: Path) -> None:
     parameter = recording.named("codex-credential")
     assert parameter.inputs["type"] == "SecureString"
     assert parameter.inputs["tier"] == "Intelligent-Tiering"
-    assert parameter.inputs["name"] == "/gh-runners/ghr-test-codex/github-credential"
+    assert parameter.inputs["name"] == "/gh-runners/ghr-gh-runners-test-codex/github-credential"
     assert parameter.secret_paths == ["value"]
     assert json.loads(parameter.inputs["value"])["kind"] == "pat"
 
@@ -215,7 +226,7 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
     assert set(statements) == {
         "ReadTheGitHubCredential",
         "DecryptOnlyThroughSsmForThatParameter",
-        "FinishOwnTerminationHook",
+        "LeaveThroughOwnGroup",
         "ListInstancesForGhostSweep",
     }
     for statement in document["Statement"]:
@@ -228,9 +239,15 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "kms:ViaService": "ssm.eu-central-1.amazonaws.com",
         "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
     }
-    assert statements["FinishOwnTerminationHook"]["Resource"] == [
-        "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-test-codex"
+    # An ephemeral VM leaves through its own group, and only its own group.
+    assert statements["LeaveThroughOwnGroup"]["Action"] == [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
     ]
+    assert statements["LeaveThroughOwnGroup"]["Resource"] == [
+        "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-gh-runners-test-codex"
+    ]
+    assert recording.named("codex-policy").inputs["name"] == recording.named("codex-asg").inputs["name"]
     # The only "*" resource is the one action AWS cannot scope.
     wildcard = [s["Sid"] for s in document["Statement"] if "*" in s["Resource"]]
     assert wildcard == ["ListInstancesForGhostSweep"]
@@ -279,3 +296,119 @@ def test_long_setup_scripts_fit_thanks_to_gzip_and_too_long_ones_are_located(tmp
         pulumi.RunError, match=r"runners\.yaml:6:19: pools\[0\]\.setup_script: user data is \d+ bytes gz"
     ):
         plan(tmp_path / "too-big", pool.format("\n".join("      " + line for line in noise.splitlines())))
+
+
+def test_names_are_unique_per_project_stack_and_pool(tmp_path: Path) -> None:
+    """Two projects with a `dev` stack and the same pool share an account and a
+    region: their group, parameter and grant must not collide."""
+    names = {}
+    for project in ("gh-runners", "gh-runners-staging"):
+        (tmp_path / project).mkdir()
+        recording = run_file(
+            tmp_path / project, HEADER + "  - {name: codex, provider: aws}\n", stack="dev", project=project
+        )
+        names[project] = {
+            recording.named("codex-asg").inputs["name"],
+            recording.named("codex-credential").inputs["name"],
+            recording.named("codex-policy").inputs["name"],
+        }
+    assert names["gh-runners"] == {"ghr-gh-runners-dev-codex", "/gh-runners/ghr-gh-runners-dev-codex/github-credential"}
+    assert not names["gh-runners"] & names["gh-runners-staging"]
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [("cn-north-1", "aws-cn"), ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b")],
+)
+def test_regions_outside_amazonaws_com_are_refused_where_they_are_written(
+    tmp_path: Path, region: str, partition: str
+) -> None:
+    with pytest.raises(pulumi.RunError) as caught:
+        plan(tmp_path, f"  - {{name: codex, provider: aws, region: {region}}}\n")
+    assert f"runners.yaml:4:42: pools[0].region: {region} is in the {partition} partition" in str(caught.value)
+
+
+def test_a_refused_region_from_stack_config_points_at_the_pool(tmp_path: Path) -> None:
+    with pytest.raises(pulumi.RunError, match=r"runners\.yaml:4:5: pools\[0\]\.region: cn-north-1 is in the aws-cn"):
+        plan(tmp_path, "  - {name: codex, provider: aws}\n", config={"aws:region": "cn-north-1"})
+
+
+def test_govcloud_shares_the_dns_suffix_and_is_accepted(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: gov, provider: aws, region: us-gov-west-1}\n")
+    assert recording.named("gov-asg").inputs["name"] == "ghr-gh-runners-test-gov"
+
+
+def test_partitions_agree_with_botocore() -> None:
+    """Our region -> (partition, DNS suffix) table against botocore's own partitions.json."""
+    import botocore
+
+    document = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    checked = 0
+    for entry in document["partitions"]:
+        for region in entry["regions"]:
+            if region.endswith("-global"):
+                continue
+            assert partition_of(region) == (entry["id"], entry["outputs"]["dnsSuffix"]), region
+            checked += 1
+    assert checked > 30
+
+
+# What every earlier release created the group with: the group's
+# initial_lifecycle_hook is ForceNew, so the group must keep exactly this.
+PREVIOUS_INITIAL_HOOKS = [
+    {
+        "defaultResult": "CONTINUE",
+        "heartbeatTimeout": 3600,
+        "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "name": "gh-runners-drain",
+    }
+]
+
+
+def test_the_drain_hook_is_its_own_resource_updated_in_place(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, size: {min: 1, max: 2}}\n")
+    group = recording.named("codex-asg")
+    hook = recording.named("codex-drain-hook")
+    assert hook.type == "aws:autoscaling/lifecycleHook:LifecycleHook"
+    assert hook.inputs == {
+        "name": LIFECYCLE_HOOK,
+        "autoscalingGroupName": group.inputs["name"],
+        "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+        "heartbeatTimeout": HOOK_TIMEOUT_SECONDS,
+        "defaultResult": "CONTINUE",
+    }
+    # Deleted with its group, never before it: destroy still drains busy VMs.
+    assert hook.deleted_with == group.urn
+    # The group keeps the frozen initial hook (no VM runs before a hook exists)
+    # of the same name, which the agent completes.
+    assert group.inputs["initialLifecycleHooks"] == PREVIOUS_INITIAL_HOOKS
+    assert agent_config_of(recording, "codex")["location"]["lifecycle_hook"] == LIFECYCLE_HOOK
+
+
+def agent_config_of(recording: Recording, pool: str) -> dict[str, Any]:
+    files = {f["path"]: f["content"] for f in user_data_of(recording, pool)["write_files"]}
+    return dict(json.loads(files["/etc/gh-runners/config.json"]))
+
+
+def test_changing_the_drain_changes_the_hook_not_the_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pools = "  - {name: codex, provider: aws}\n"
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    before = plan(tmp_path / "before", pools)
+    monkeypatch.setattr(aws_group, "HOOK_TIMEOUT_SECONDS", 1800)
+    after = plan(tmp_path / "after", pools)
+    assert after.named("codex-drain-hook").inputs["heartbeatTimeout"] == 1800
+    for key in ("name", "initialLifecycleHooks"):  # the group's ForceNew inputs
+        assert after.named("codex-asg").inputs[key] == before.named("codex-asg").inputs[key]
+
+
+def test_up_does_not_wait_for_capacity(tmp_path: Path) -> None:
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, spot: true, size: {min: 2, max: 4}}\n")
+    assert recording.named("codex-asg").inputs["waitForCapacityTimeout"] == "0"
+
+
+def test_local_zones_are_never_used(tmp_path: Path) -> None:
+    """The account has a Local Zone, which sorts before the standard zones by name."""
+    recording = plan(tmp_path, "  - {name: codex, provider: aws, network: {zones: 3}}\n")
+    zones = sorted(s.inputs["availabilityZone"] for s in recording.of_type("aws:ec2/subnet:Subnet"))
+    assert zones == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from plan.engine import Recording
+from plan.engine import Recorded, Recording
+from providers.aws.network import NETWORK_TYPE
 from tests.providers.contract import BackendContract
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -19,6 +20,18 @@ class TestAwsContract(BackendContract):
         "aws:ec2/routeTable:RouteTable",
         "aws:ec2/routeTableAssociation:RouteTableAssociation",
     )
+
+    shared_component_types = (NETWORK_TYPE,)
+
+    def shared_by(self, recording: Recording, pool: Recorded) -> list[Recorded]:
+        """The shared network whose VPC holds the pool's security group (none for
+        a dedicated VPC or the pool's own subnets)."""
+        members = recording.descendants_of(pool.urn)
+        (group,) = [r for r in members if r.type == "aws:ec2/securityGroup:SecurityGroup"]
+        vpcs = [r for r in recording.of_type("aws:ec2/vpc:Vpc") if r.id == group.inputs["vpcId"]]
+        if not vpcs or vpcs[0] in members:
+            return []
+        return recording.descendants_of(vpcs[0].parent)
 
     files: ClassVar[dict[str, str]] = {
         "public": (

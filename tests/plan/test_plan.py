@@ -99,3 +99,15 @@ def test_invalid_file_exits_1_with_located_messages(tmp_path: Path) -> None:
     code, out, err = run_plan(str(bad))
     assert code == 1 and not out
     assert err == f"{bad}:4:30: pools[0].size: min (2) is greater than max (1)\n"
+
+
+def test_what_only_the_cloud_can_answer_is_said_to_be_unchecked() -> None:
+    """Machine type availability per zone needs the cloud's answer: the offline
+    plan says, for every pool, that it did not check it."""
+    document = json.loads(run_plan("runners.yaml", "--json")[1])
+    for pool in document["pools"]:
+        assert any("machine types in its zones" in item for item in pool["not_checked_offline"])
+    text = run_plan("runners.yaml")[1]
+    assert text.count("? not checked offline: whether the cloud offers the pool's machine types") == len(
+        document["pools"]
+    )

@@ -36,6 +36,13 @@ class BackendContract:
     def min_healthy_percent(self, recording: Recording) -> list[float]:
         raise NotImplementedError
 
+    # Components whose resources the pools of a stack share (a region's network).
+    shared_component_types: ClassVar[tuple[str, ...]] = ()
+
+    def shared_by(self, recording: Recording, pool: Recorded) -> list[Recorded]:
+        """The shared resources a pool's VMs use (its way out, for one)."""
+        return []
+
     vm_group_type: ClassVar[str]  # the ASG / MIG resource type
     grant_types: ClassVar[tuple[str, ...]]  # resources granting the VM identity read access to the secret
     egress_types: ClassVar[tuple[str, ...]]  # gateways, NAT and routes that give VMs their way out
@@ -62,8 +69,10 @@ class BackendContract:
             pools = {r.urn: r for r in recording.resources if r.type == POOL_TYPE}
             assert pools
             under = {r.urn for urn in pools for r in recording.descendants_of(urn)}
+            shared = [r for r in recording.resources if r.type in self.shared_component_types]
+            under |= {r.urn for component in shared for r in recording.descendants_of(component.urn)}
             for record in recording.resources:
-                if record.type == POOL_TYPE or record.type.startswith(SHARED_PREFIXES):
+                if record.type in (POOL_TYPE, *self.shared_component_types) or record.type.startswith(SHARED_PREFIXES):
                     continue
                 assert record.urn in under, f"{record.type} {record.name} is not under a RunnerPool"
 
@@ -105,7 +114,7 @@ class BackendContract:
                 (group,) = [r for r in members if r.type == self.vm_group_type]
                 needed = [
                     r
-                    for r in members
+                    for r in [*members, *self.shared_by(recording, pool)]
                     if _holds_secret(r, sentinel) or r.type in self.grant_types or r.type in self.egress_types
                 ]
                 assert any(_holds_secret(r, sentinel) for r in needed)

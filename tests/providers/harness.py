@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from plan.engine import Recording, run_project
+from plan.engine import CloudMocks, Recording, run_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL_TOKEN = "ghp_SENTINEL0credential0must0never0leak0x"  # a fake PAT that tests hunt for
@@ -26,6 +26,8 @@ def run_file(
     app: bool = False,
     config: dict[str, Any] | None = None,
     stack: str = "test",
+    project: str = "gh-runners",
+    mocks: CloudMocks | None = None,
 ) -> Recording:
     path = tmp_path / "runners.yaml"
     path.write_text(text)
@@ -33,16 +35,16 @@ def run_file(
         "aws:region": "eu-central-1",
         "gcp:project": "ci-project",
         "gcp:region": "europe-west4",
-        "gh-runners:runnersFile": str(path),
+        f"{project}:runnersFile": str(path),
         **(config or {}),
     }
     if app:
-        settings["gh-runners:githubApp"] = {"appId": "12345", "installationId": "678", "privateKey": SENTINEL_KEY}
-        secret = ["gh-runners:githubApp"]
+        settings[f"{project}:githubApp"] = {"appId": "12345", "installationId": "678", "privateKey": SENTINEL_KEY}
+        secret = [f"{project}:githubApp"]
     else:
-        settings["gh-runners:githubToken"] = SENTINEL_TOKEN
-        secret = ["gh-runners:githubToken"]
-    return run_project(ROOT, config=settings, secret_keys=secret, stack=stack)
+        settings[f"{project}:githubToken"] = SENTINEL_TOKEN
+        secret = [f"{project}:githubToken"]
+    return run_project(ROOT, config=settings, secret_keys=secret, stack=stack, project=project, mocks=mocks)
 
 
 def decoded_strings(value: Any) -> Iterator[str]:

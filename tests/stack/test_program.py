@@ -80,9 +80,9 @@ def test_outputs_per_pool_never_hold_the_secret(tmp_path: Path, app: bool) -> No
         "project": None,
         "labels": ["self-hosted", "linux", "x64"],
         "runsOn": "[self-hosted, linux, x64]",
-        "groupName": "ghr-test-a",
+        "groupName": "ghr-gh-runners-test-a",
         "runnerGroup": "ci",
-        "secretLocation": "/gh-runners/ghr-test-a/github-credential",
+        "secretLocation": "/gh-runners/ghr-gh-runners-test-a/github-credential",
     }
     dumped = json.dumps(recording.stack_outputs)
     assert SENTINEL_TOKEN not in dumped and "SENTINELKEYMATERIAL" not in dumped
