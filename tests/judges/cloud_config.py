@@ -142,7 +142,8 @@ class CloudInit:
                                "--config-file", str(path)], capture_output=True, text=True, env=env, timeout=60,
                               check=False)
         output = done.stdout + done.stderr
-        accepted = done.returncode == 0 and "Valid cloud-config" in done.stdout
+        # "Valid cloud-config: PATH" (22.4), "Valid schema PATH" (23.1 on: cloudinit/config/schema.py)
+        accepted = done.returncode == 0 and re.search(r"^Valid (cloud-config|schema)", done.stdout, re.M) is not None
         # "Cloud config schema deprecations: KEY: ..." (the header is printed empty next to errors)
         return accepted, re.search(r"(?i)deprecat\w*:[ \t]*\S", output) is not None, output
 
