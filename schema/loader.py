@@ -111,7 +111,8 @@ def _build(loader: Any, node: yaml.Node, path: Loc, positions: dict[Loc, Positio
                     [Problem(file, *_pos(key_node), format_loc((*path, str(key))), f"duplicate key {key!r}")]
                 )
             child: Loc = (*path, key if isinstance(key, (str, int)) else str(key))
-            positions[(*child, "[key]")] = _pos(key_node)
+            key_loc: Loc = (*child, "[key]")  # named: mypy reads x[(*a, b)] as 3.11-only syntax
+            positions[key_loc] = _pos(key_node)
             # Point scalars at their value, collections at their key line.
             positions[child] = _pos(value_node if isinstance(value_node, yaml.ScalarNode) else key_node)
             result[key] = _build(loader, value_node, child, positions, file)
@@ -119,8 +120,9 @@ def _build(loader: Any, node: yaml.Node, path: Loc, positions: dict[Loc, Positio
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, item_node in enumerate(node.value):
-            positions[(*path, index)] = _pos(item_node)
-            items.append(_build(loader, item_node, (*path, index), positions, file))
+            item_loc: Loc = (*path, index)
+            positions[item_loc] = _pos(item_node)
+            items.append(_build(loader, item_node, item_loc, positions, file))
         return items
     return loader.construct_object(node, deep=True)
 

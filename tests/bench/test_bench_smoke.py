@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results.md"
 SECTIONS = (
@@ -25,6 +27,7 @@ def _mtime(path: Path) -> float | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
+@pytest.mark.linux_root("its section 4 runs the VM agent as a process")
 def test_bench_smoke_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     committed = _mtime(RESULTS)

@@ -6,9 +6,9 @@ import ast
 import json
 import lzma
 import re
-import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,15 @@ from bootstrap.cloud_config import (
 )
 from schema.loader import load_file
 from schema.models import AwsPool, GcpPool, GitHubTarget
+from tests.judges.cloud_config import (
+    SCHEMA_PATH,
+    SOURCE,
+    Verdict,
+    real_cloud_init,
+    schema_top_level_keys,
+    schema_verdict,
+)
+from tests.judges.shellcheck import shellcheck
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = load_file(ROOT / "runners.yaml")
@@ -54,22 +63,72 @@ def files(document: str) -> dict[str, dict[str, Any]]:
     return {f["path"]: f for f in yaml.safe_load(document)["write_files"]}
 
 
-# --- third-party judges ------------------------------------------------------------
+# --- third-party judges (tests/judges/) ---------------------------------------------
+
+CUSTOM = {"plain": {}, "docker-sudo-persistent-setup": {"docker": True, "sudo": True, "ephemeral": False,
+                                                       "setup_script": "apt-get install -y jq\n"}}
+# One mistake each, and what cloud-init (22.4.2's schema) says about it: (valid, deprecated).
+BROKEN = {
+    "no header": ("runcmd: [[echo, hi]]\n", (False, False)),
+    "not YAML": ("#cloud-config\nruncmd: [\n", (False, False)),
+    "not a mapping": ("#cloud-config\n- runcmd\n", (False, False)),
+    "runcmd not a list": ("#cloud-config\nruncmd: 5\n", (False, False)),
+    "write_files entry without path": ("#cloud-config\nwrite_files:\n- content: hi\n", (False, False)),
+    "octal permissions as a YAML int": ("#cloud-config\nwrite_files:\n- path: /x\n  permissions: 0644\n",
+                                        (False, False)),
+    "deprecated key": ("#cloud-config\napt_update: true\n", (True, True)),
+    "deprecated value": ("#cloud-config\nusers:\n- name: x\n  sudo: false\n", (True, True)),
+}
 
 
-@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed (make system-deps)")
-@pytest.mark.parametrize("extra", [{}, {"docker": True, "sudo": True, "ephemeral": False,
-                                        "setup_script": "apt-get install -y jq\n"}])
-def test_cloud_init_accepts_the_user_data(tmp_path: Path, extra: dict[str, Any]) -> None:
-    documents = [*example_documents(), ("custom", render_user_data(pool(**extra), EXAMPLE.github, AWS_LOCATION))]
-    for name, document in documents:
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(document)
-        done = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True)
-        assert done.returncode == 0 and "Valid cloud-config" in done.stdout, f"{name}: {done.stdout}{done.stderr}"
+def judged_documents() -> list[tuple[str, str]]:
+    """The example's user data and two custom pools covering every optional part."""
+    return [*example_documents(), *((name, render_user_data(pool(**extra), EXAMPLE.github, AWS_LOCATION))
+                                     for name, extra in CUSTOM.items())]
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (make system-deps)")
+def test_cloud_init_schema_accepts_the_user_data_without_deprecations() -> None:
+    for name, document in judged_documents():
+        assert schema_verdict(document) == Verdict(()), name
+
+
+def test_every_top_level_key_is_one_cloud_init_defines() -> None:
+    # cloud-init's schema allows unknown top-level keys and cloud-init ignores them: a typo would be dropped silently.
+    known = schema_top_level_keys()
+    for name, document in judged_documents():
+        assert set(yaml.safe_load(document)) <= known, f"{name}: {set(yaml.safe_load(document)) - known}"
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_the_schema_judge_rejects_mistakes(case: str) -> None:
+    document, (valid, deprecated) = BROKEN[case]
+    verdict = schema_verdict(document)
+    assert (verdict.valid, bool(verdict.deprecations)) == (valid, deprecated), verdict
+
+
+def test_the_vendored_schema_is_the_recorded_one() -> None:
+    import hashlib
+
+    assert hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest() == SOURCE["schema_sha256"], \
+        "edit nothing by hand: scripts/judges.sh refresh-schema"
+    assert SOURCE["package"] == "cloud-init" and SOURCE["version"] in SOURCE["from"]
+
+
+def test_cloud_init_itself_agrees_with_the_schema_judge(tmp_path: Path) -> None:
+    judge = real_cloud_init()
+    if isinstance(judge, str):
+        pytest.skip(judge)
+    cases = [*judged_documents(), *((name, document) for name, (document, _) in BROKEN.items())]
+    with ThreadPoolExecutor(4) as workers:
+        answers = list(workers.map(lambda case: judge.verdict(case[1], tmp_path), cases))
+    for (name, document), (accepted, deprecated, output) in zip(cases, answers, strict=True):
+        ours = schema_verdict(document)
+        assert (accepted, deprecated) == (ours.valid, bool(ours.deprecations)), (
+            f"{name}: cloud-init {judge.version} said:\n{output}\n"
+            f"the schema of cloud-init {SOURCE['version']} said: {ours}")
+    assert all(accepted and not deprecated for accepted, deprecated, _ in answers[:len(judged_documents())])
+
+
 def test_every_shell_snippet_passes_shellcheck() -> None:
     no_shebang = render_user_data(pool(setup_script="set -eu\necho hello\n"), EXAMPLE.github, AWS_LOCATION)
     documents = [*example_documents(), ("no-shebang", no_shebang)]
@@ -81,7 +140,7 @@ def test_every_shell_snippet_passes_shellcheck() -> None:
             assert isinstance(command, list), f"{name}: shell string in runcmd/bootcmd: {command!r}"
         for entry in doc["write_files"]:
             if entry["content"].startswith("#!/bin/") and "sh" in entry["content"].splitlines()[0]:
-                done = subprocess.run(["shellcheck", "-"], input=entry["content"], capture_output=True, text=True)
+                done = shellcheck(entry["content"])
                 assert done.returncode == 0, f"{name} {entry['path']}:\n{done.stdout}"
                 checked += 1
     assert checked == 2  # the codex pool's script and the custom one
