@@ -279,3 +279,13 @@ def test_long_setup_scripts_fit_thanks_to_gzip_and_too_long_ones_are_located(tmp
         pulumi.RunError, match=r"runners\.yaml:6:19: pools\[0\]\.setup_script: user data is \d+ bytes gz"
     ):
         plan(tmp_path / "too-big", pool.format("\n".join("      " + line for line in noise.splitlines())))
+
+
+def test_packed_user_data_is_the_same_bytes_on_every_python() -> None:
+    # gzip.compress writes header OS byte 3 on Python 3.11 but 255 on 3.10 and 3.12+: the launch template's
+    # user data (and so every VM, by instance refresh) would change with the Python that runs `pulumi up`.
+    from providers.aws.group import packed_user_data
+
+    packed = packed_user_data("#cloud-config\nruncmd: [[true]]\n")
+    assert packed[:10] == bytes.fromhex("1f8b0800000000000203")  # deflate, mtime 0, max compression, Unix
+    assert gzip.decompress(packed) == b"#cloud-config\nruncmd: [[true]]\n"
