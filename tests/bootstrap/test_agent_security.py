@@ -73,7 +73,10 @@ def probe(ns: str, uid: int | None = None) -> str:
     argv = ["ip", "netns", "exec", ns]
     if uid is not None:
         argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    done = subprocess.run([*argv, sys.executable, "-I", "-c", PROBE], capture_output=True, text=True, check=False)
+    # The system's python3, as the fake runner uses: this test's interpreter may live where only root can
+    # read (a pyenv under /root), and the probe runs as the runner's uid.
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    done = subprocess.run([*argv, python, "-I", "-c", PROBE], capture_output=True, text=True, check=False)
     return (done.stdout or done.stderr).strip().splitlines()[-1]
 
 
