@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import gzip
+import struct
+import zlib
 
 import pulumi
 import pulumi_aws as aws
@@ -42,11 +43,21 @@ FROZEN_INITIAL_HOOK = aws.autoscaling.GroupInitialLifecycleHookArgs(
 USER_DATA_LIMIT = 16 * 1024  # EC2 rejects larger user data (counted before base64)
 
 
+# RFC 1952 member header: deflate, no flags, mtime 0, maximum compression, OS Unix.
+# Fixed here because gzip.compress writes OS 3 on Python 3.11 but 255 on 3.10 and
+# 3.12+ (CPython's Lib/gzip.py), so the user data, and with it every VM through an
+# instance refresh, would change with the Python that runs `pulumi up`.
+GZIP_HEADER = bytes.fromhex("1f8b0800000000000203")
+
+
 def packed_user_data(user_data: str) -> bytes:
     """gzip, which cloud-init detects and unpacks: the agent inside is already
     xz-compressed, but the rest (config, unit, setup script) shrinks, leaving
-    room for longer setup scripts under EC2's 16 KB. mtime=0: same bytes every run."""
-    return gzip.compress(user_data.encode(), compresslevel=9, mtime=0)
+    room for longer setup scripts under EC2's 16 KB. Same bytes every run."""
+    data = user_data.encode()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate: the header is ours
+    body = deflate.compress(data) + deflate.flush()
+    return GZIP_HEADER + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
 
 
 def image_for(pool: AwsPool) -> str:

@@ -412,3 +412,13 @@ def test_local_zones_are_never_used(tmp_path: Path) -> None:
     recording = plan(tmp_path, "  - {name: codex, provider: aws, network: {zones: 3}}\n")
     zones = sorted(s.inputs["availabilityZone"] for s in recording.of_type("aws:ec2/subnet:Subnet"))
     assert zones == ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+
+
+def test_packed_user_data_is_the_same_bytes_on_every_python() -> None:
+    # gzip.compress writes header OS byte 3 on Python 3.11 but 255 on 3.10 and 3.12+: the launch template's
+    # user data (and so every VM, by instance refresh) would change with the Python that runs `pulumi up`.
+    from providers.aws.group import packed_user_data
+
+    packed = packed_user_data("#cloud-config\nruncmd: [[true]]\n")
+    assert packed[:10] == bytes.fromhex("1f8b0800000000000203")  # deflate, mtime 0, max compression, Unix
+    assert gzip.decompress(packed) == b"#cloud-config\nruncmd: [[true]]\n"
