@@ -125,7 +125,13 @@ class GcpBackend(Backend[GcpPool]):
             project=project,
             group_name=names.group,
             secret_name=f"projects/{project}/secrets/{names.secret_id}",
-            extra={"drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"])},
+            extra={
+                "drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"]),
+                # The receiver names the VMs it creates in the group after this
+                # (createInstances takes full instance names) and tells its own
+                # VMs from others by it.
+                "instance_base": names.base_instance,
+            },
         )
 
     def network(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Network:

@@ -60,6 +60,15 @@ RULES = {
             names=("autoscalingGroupName", "scheduledActionName"),
         ),
         Rule(
+            # The receiver's +1 policy of a demand pool: a policy name is unique
+            # within its group only, and the group's name changes with
+            # everything that replaces the group.
+            "aws:autoscaling/policy:Policy",
+            TF_AWS + "autoscaling/policy.go",
+            force_new=("autoscalingGroupName", "name"),
+            names=("autoscalingGroupName", "name"),
+        ),
+        Rule(
             "aws:ssm/parameter:Parameter",
             TF_AWS + "ssm/parameter.go (tier forces a new parameter only from Advanced to Standard)",
             force_new=("name", "dataType"),
