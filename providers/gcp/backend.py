@@ -116,8 +116,10 @@ class GcpBackend(Backend[GcpPool]):
             if zone.rsplit("-", 1)[0] != region:
                 raise PoolProblem(("zones", i), f"zone {zone} is not in region {region}")
         # Schedules GCP's autoscaler cannot express fail here, before the pool
-        # has created anything.
-        scaling_schedules(pool)
+        # has created anything. Demand pools have no autoscaler: the receiver
+        # reads their schedules as written (scaler/floor.py).
+        if not pool.on_demand:
+            scaling_schedules(pool)
         names = GcpNames.of(self.context.project, self.context.stack, pool.name, region, pool.zones)
         return Site(
             cloud="gcp",

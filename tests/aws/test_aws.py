@@ -239,7 +239,7 @@ def test_demand_pools_get_the_scale_up_policy(tmp_path: Path, pool: str, policy:
         (SCHEDULED_DEMAND.replace("name: s", "name: p"), ["desiredCapacity", "minSize"]),
         ("  - {name: p, provider: aws, scaling: fixed, size: {min: 1, max: 6}}\n", []),
         (
-            SCHEDULED_DEMAND.replace("name: s", "name: p").replace("provider: aws", "provider: aws\n    scaling: fixed"),
+            SCHEDULED_DEMAND.replace("name: s", "name: p").replace("aws\n", "aws\n    scaling: fixed\n"),
             ["desiredCapacity", "minSize"],
         ),
     ],
