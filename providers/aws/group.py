@@ -169,13 +169,16 @@ def build_vm_group(
         ),
     )
     for i, schedule in enumerate(pool.schedules):
+        min_size, max_size, desired = scheduled_sizes(pool, schedule.desired)
         aws.autoscaling.Schedule(
             part(name, f"schedule-{i}"),
             scheduled_action_name=f"{name}-{i}",
             autoscaling_group_name=group.name,
             recurrence=schedule.cron,
             time_zone=schedule.time_zone,
-            **scheduled_sizes(pool, schedule.desired),
+            min_size=min_size,
+            max_size=max_size,
+            desired_capacity=desired,
             opts=opts,
         )
     if pool.on_demand:
@@ -201,8 +204,8 @@ def runtime_owned(pool: AwsPool) -> list[str] | None:
     return owned or None
 
 
-def scheduled_sizes(pool: AwsPool, desired: int) -> dict[str, int]:
-    """The sizes one scheduled action sets when it fires.
+def scheduled_sizes(pool: AwsPool, desired: int) -> tuple[int, int, int]:
+    """(min, max, desired) one scheduled action sets when it fires.
 
     Fixed pools: the group runs exactly `desired`; lowering desired below min
     is refused by AWS, so a night-time 0 lowers min with it and a morning
@@ -226,8 +229,8 @@ def scheduled_sizes(pool: AwsPool, desired: int) -> dict[str, int]:
     unset would send DesiredCapacity 0 on create.
     """
     if pool.on_demand:
-        return {"min_size": desired, "max_size": pool.size.max, "desired_capacity": -1}
-    return {"desired_capacity": desired, "min_size": min(pool.size.min, desired), "max_size": pool.size.max}
+        return desired, pool.size.max, -1
+    return min(pool.size.min, desired), pool.size.max, desired
 
 
 def _mixed(pool: AwsPool) -> bool:

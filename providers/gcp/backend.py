@@ -96,6 +96,13 @@ class GcpBackend(Backend[GcpPool]):
     def _names(self, pool: GcpPool, site: Site) -> GcpNames:
         return GcpNames.of(self.context.project, self.context.stack, pool.name, site.region, pool.zones)
 
+    # For the stack's own resources in a project and region (the demand-scaling
+    # receiver): the same provider the pools there use.
+
+    def options(self, project: str, region: str) -> pulumi.ResourceOptions:
+        """Resource options with that place's provider (no parent: a stack-level resource)."""
+        return pulumi.ResourceOptions(provider=self._provider((project, region)))
+
     # The interface.
 
     def site(self, pool: GcpPool) -> Site:
