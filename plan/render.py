@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -73,7 +74,37 @@ KEY_PROPERTIES: dict[str, list[str]] = {
         "instanceLifecyclePolicy",
     ],
     "gcp:compute/regionAutoscaler:RegionAutoscaler": ["autoscalingPolicy"],
+    # Demand scaling: the +1 policy, the receivers and their webhooks.
+    "aws:autoscaling/policy:Policy": ["name", "policyType", "adjustmentType", "scalingAdjustment", "cooldown"],
+    "aws:lambda/function:Function": ["runtime", "handler", "architectures", "memorySize", "timeout", "code"],
+    "aws:lambda/functionUrl:FunctionUrl": ["authorizationType"],
+    "aws:lambda/permission:Permission": [
+        "action",
+        "principal",
+        "functionUrlAuthType",
+        "invokedViaFunctionUrl",
+        "sourceArn",
+    ],
+    "aws:cloudwatch/eventRule:EventRule": ["scheduleExpression"],
+    "aws:cloudwatch/eventTarget:EventTarget": ["rule", "arn"],
+    "aws:cloudwatch/logGroup:LogGroup": ["retentionInDays"],
+    "gcp:cloudfunctionsv2/function:Function": ["location", "buildConfig", "serviceConfig"],
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ["name", "role", "member"],
+    "gcp:cloudscheduler/job:Job": ["schedule", "timeZone", "httpTarget"],
+    "gcp:storage/bucket:Bucket": ["location", "uniformBucketLevelAccess", "publicAccessPrevention"],
+    "gcp:storage/bucketIAMMember:BucketIAMMember": ["role", "member"],
+    "gcp:storage/bucketObject:BucketObject": ["name", "source"],
+    "github:index/repositoryWebhook:RepositoryWebhook": ["repository", "events", "active", "configuration"],
+    "github:index/organizationWebhook:OrganizationWebhook": ["events", "active", "configuration"],
 }
+# The receiver's code archive (providers/scaling.py): its configuration is what a
+# reviewer reads; the package is the same source for every stack and shows as
+# a note, and the archive's content digest in names as a placeholder -- so the
+# plan changes with runners.yaml, not with every edit of the receiver's code.
+RECEIVER_CONFIG = "scaler.json"
+RECEIVER_PACKAGE_NOTE = "the receiver's package (scaler/*.py), as source"
+RECEIVER_ARCHIVE = re.compile(r"^receiver-[0-9a-f]{20}\.zip$")
+RECEIVER_ARCHIVE_SHOWN = "receiver-<content digest>.zip"
 NOISE = {"tags", "labels", "description", "tagSpecifications", "tagsAll"}
 # What `pulumi preview` asks the cloud and an offline plan cannot: said per pool.
 NOT_CHECKED_OFFLINE = [
@@ -83,7 +114,12 @@ NOT_CHECKED_OFFLINE = [
 
 
 def summarize(key: str, value: Any) -> Any:
-    """Large values a reviewer can't read inline: user data as size + digest, policies as statements."""
+    """Large values a reviewer can't read inline: user data as size + digest, policies as
+    statements, the receiver's code as its configuration."""
+    if isinstance(value, dict) and isinstance(value.get("assets"), dict):
+        return _archive(value["assets"])
+    if isinstance(value, str) and RECEIVER_ARCHIVE.match(value):
+        return RECEIVER_ARCHIVE_SHOWN
     if key in ("userData", "user-data") and isinstance(value, str) and value != SECRET:
         return {"bytes": len(value), "sha256": hashlib.sha256(value.encode()).hexdigest()[:16]}
     if key in ("policy", "assumeRolePolicy", "policyData") and isinstance(value, str):
@@ -94,6 +130,20 @@ def summarize(key: str, value: Any) -> Any:
     if isinstance(value, dict):
         return {k: summarize(k, v) for k, v in value.items()}
     return value
+
+
+def _archive(assets: dict[str, Any]) -> dict[str, Any]:
+    """A code archive: its configuration document parsed, other root files as text, the package as a note."""
+    shown: dict[str, Any] = {}
+    for name, asset in sorted(assets.items()):
+        text = asset.get("text") if isinstance(asset, dict) else None
+        if name.startswith("scaler/"):
+            shown["scaler/"] = RECEIVER_PACKAGE_NOTE
+        elif name == RECEIVER_CONFIG and isinstance(text, str):
+            shown[name] = json.loads(text)
+        else:
+            shown[name] = text if isinstance(text, str) else "(asset)"
+    return shown
 
 
 def resource_view(record: Recorded, full: bool) -> dict[str, Any]:
@@ -128,6 +178,33 @@ def pool_warnings(pool: Pool, runners: RunnersFile) -> list[str]:
     group = pool.runner_group
     if group and group.allow_public_repositories:
         warnings.append(f"runner group {group.name} allows public repositories")
+    return warnings
+
+
+def stack_warnings(runners: RunnersFile) -> list[str]:
+    """What a reviewer should know about the stack-level resources (demand scaling)."""
+    clouds = list(dict.fromkeys(pool.provider for pool in runners.pools if pool.on_demand))
+    warnings = []
+    if "aws" in clouds:
+        warnings.append(
+            "AWS receiver: its Lambda function URL is public (auth type NONE; GitHub cannot sign AWS requests): "
+            "every request is checked against the webhook's HMAC-SHA256 signature before anything is parsed"
+        )
+    if "gcp" in clouds:
+        warnings.append(
+            "GCP receiver: its webhook function is public (run.invoker for allUsers): every request is checked "
+            "against the webhook's HMAC-SHA256 signature before anything is parsed; organizations that restrict "
+            "IAM members to their domain refuse allUsers (README: Demand scaling)"
+        )
+        warnings.append(
+            "GCP receiver: it may update every instance group in the pools' projects (GCP grants "
+            "instanceGroupManagers permissions per project, not per group); a project for runners only makes it exact"
+        )
+    if clouds and runners.github.scope == "enterprise":
+        warnings.append(
+            "enterprise target: the stack cannot create the workflow_job webhooks; add them by hand "
+            "(`pulumi up` prints the URLs and where the secret is)"
+        )
     return warnings
 
 
@@ -171,6 +248,7 @@ def plan_document(recording: Recording, runners: RunnersFile, placeholders: dict
             for pool in runners.pools
         ],
         "shared": [_entry(r) for r in shared],
+        "shared_warnings": stack_warnings(runners),
         "outputs": recording.stack_outputs_shown,
     }
 
@@ -193,6 +271,8 @@ def plan_text(recording: Recording, runners: RunnersFile, placeholders: dict[str
         lines += _tree(recording, record.urn, "  ")
     if shared:
         lines += ["", "shared"]
+        for warning in stack_warnings(runners):
+            lines.append(f"  ! {warning}")
         urns = {r.urn for r in shared}
         for r in (r for r in shared if r.parent not in urns):  # components show their children as a tree
             lines.append(f"  {r.type}  {r.name}{_props_inline(resource_view(r, full=False))}")

@@ -34,6 +34,7 @@ class RunnerPool(pulumi.ComponentResource):
         user_data = render_user_data(pool, context.github, site.agent_location())
         group = backend.vm_group(pool, site, network, identity, user_data, self)
 
+        self.site = site  # where it lives: the receivers' configuration names its group
         self.pool_name = pool.name
         self.provider = pool.provider
         self.region = site.region

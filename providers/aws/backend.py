@@ -186,6 +186,17 @@ class AwsBackend(Backend[AwsPool]):
             egress=network.egress,
         )
 
+    # For the stack's own resources in a region (the demand-scaling receiver):
+    # the same provider and account lookups the region's pools use.
+
+    def options(self, region: str) -> pulumi.ResourceOptions:
+        """Resource options with the region's provider (no parent: a stack-level resource)."""
+        return pulumi.ResourceOptions(provider=self._provider(region))
+
+    def account(self, region: str) -> Account:
+        """The partition and account id the region's provider deploys to (looked up once)."""
+        return self._account(region)
+
     # The interface.
 
     def site(self, pool: AwsPool) -> Site:

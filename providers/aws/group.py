@@ -9,6 +9,7 @@ import zlib
 import pulumi
 import pulumi_aws as aws
 
+from providers.aws.scaler import scale_up_policy
 from providers.base import Identity, Network, Site, VmGroup
 from providers.naming import part
 from schema.models import AwsPool
@@ -156,9 +157,7 @@ def build_vm_group(
         opts=pulumi.ResourceOptions.merge(
             opts,
             pulumi.ResourceOptions(
-                # Scheduled actions move desired and min; `pulumi up` must not
-                # undo them (a restored min would scale a night-time 0 back up).
-                ignore_changes=["desired_capacity", "min_size"] if pool.schedules else None,
+                ignore_changes=runtime_owned(pool),
                 depends_on=[*identity.needed_by_vms, *network.egress],
                 # Deleting the group waits for every VM to pass its termination
                 # hook; the provider's default 10 minutes would cut a drain short.
@@ -181,20 +180,68 @@ def build_vm_group(
         ),
     )
     for i, schedule in enumerate(pool.schedules):
+        min_size, max_size, desired = scheduled_sizes(pool, schedule.desired)
         aws.autoscaling.Schedule(
             part(name, f"schedule-{i}"),
             scheduled_action_name=f"{name}-{i}",
             autoscaling_group_name=group.name,
             recurrence=schedule.cron,
             time_zone=schedule.time_zone,
-            desired_capacity=schedule.desired,
-            # Lowering desired below min is refused by AWS: a night-time 0
-            # lowers min with it; a morning schedule restores the pool's min.
-            min_size=min(pool.size.min, schedule.desired),
-            max_size=pool.size.max,
+            min_size=min_size,
+            max_size=max_size,
+            desired_capacity=desired,
             opts=opts,
         )
+    if pool.on_demand:
+        # What the receiver executes for each queued job (providers/aws/scaler.py).
+        scale_up_policy(name, group, opts)
     return VmGroup(name=group.name, id=group.arn)
+
+
+def runtime_owned(pool: AwsPool) -> list[str] | None:
+    """Group inputs that the runtime moves and `pulumi up` must never set back.
+
+    - desired_capacity of a demand pool: the receiver's +1 policy grows it and
+      VMs that leave lower it; a restored value would drop or add VMs at random.
+    - desired and min of a scheduled pool: the scheduled actions move them; a
+      restored min would scale a night-time 0 back up.
+    A fixed pool without schedules keeps both under Pulumi: its size is the file's.
+    """
+    owned = []
+    if pool.on_demand or pool.schedules:
+        owned.append("desired_capacity")
+    if pool.schedules:
+        owned.append("min_size")
+    return owned or None
+
+
+def scheduled_sizes(pool: AwsPool, desired: int) -> tuple[int, int, int]:
+    """(min, max, desired) one scheduled action sets when it fires.
+
+    Fixed pools: the group runs exactly `desired`; lowering desired below min
+    is refused by AWS, so a night-time 0 lowers min with it and a morning
+    schedule restores the pool's min.
+
+    Demand pools: only the floor moves. A raised MinSize above the current
+    size raises DesiredCapacity with it (AWS: "If you specify a new value for
+    MinSize without specifying a value for DesiredCapacity, and the new
+    MinSize is larger than the current size of the group, we implicitly call
+    SetDesiredCapacity to set the size of the group to the new value of
+    MinSize", https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_UpdateAutoScalingGroup.html;
+    a scheduled action applies its sizes the same way,
+    https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-scheduled-scaling.html).
+    A lowered floor leaves desired alone: the VMs above it are busy or idle,
+    and each leaves by itself when its job is done or its idle timeout passes
+    -- a lowered desired would have AWS pick VMs to terminate.
+
+    desired_capacity -1 is the provider's "leave it out of the action"
+    (terraform-provider-aws internal/service/autoscaling/schedule.go,
+    resourceSchedulePut): the attribute is Optional+Computed, so leaving it
+    unset would send DesiredCapacity 0 on create.
+    """
+    if pool.on_demand:
+        return desired, pool.size.max, -1
+    return min(pool.size.min, desired), pool.size.max, desired
 
 
 def _mixed(pool: AwsPool) -> bool:

@@ -96,6 +96,13 @@ class GcpBackend(Backend[GcpPool]):
     def _names(self, pool: GcpPool, site: Site) -> GcpNames:
         return GcpNames.of(self.context.project, self.context.stack, pool.name, site.region, pool.zones)
 
+    # For the stack's own resources in a project and region (the demand-scaling
+    # receiver): the same provider the pools there use.
+
+    def options(self, project: str, region: str) -> pulumi.ResourceOptions:
+        """Resource options with that place's provider (no parent: a stack-level resource)."""
+        return pulumi.ResourceOptions(provider=self._provider((project, region)))
+
     # The interface.
 
     def site(self, pool: GcpPool) -> Site:
@@ -116,8 +123,10 @@ class GcpBackend(Backend[GcpPool]):
             if zone.rsplit("-", 1)[0] != region:
                 raise PoolProblem(("zones", i), f"zone {zone} is not in region {region}")
         # Schedules GCP's autoscaler cannot express fail here, before the pool
-        # has created anything.
-        scaling_schedules(pool)
+        # has created anything. Demand pools have no autoscaler: the receiver
+        # reads their schedules as written (scaler/floor.py).
+        if not pool.on_demand:
+            scaling_schedules(pool)
         names = GcpNames.of(self.context.project, self.context.stack, pool.name, region, pool.zones)
         return Site(
             cloud="gcp",
@@ -125,7 +134,13 @@ class GcpBackend(Backend[GcpPool]):
             project=project,
             group_name=names.group,
             secret_name=f"projects/{project}/secrets/{names.secret_id}",
-            extra={"drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"])},
+            extra={
+                "drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"]),
+                # The receiver names the VMs it creates in the group after this
+                # (createInstances takes full instance names) and tells its own
+                # VMs from others by it.
+                "instance_base": names.base_instance,
+            },
         )
 
     def network(self, pool: GcpPool, site: Site, parent: pulumi.Resource) -> Network:

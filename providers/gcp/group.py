@@ -1,4 +1,4 @@
-"""GCP VM group: the regional instance template, the regional MIG and, with schedules, its autoscaler."""
+"""GCP VM group: the regional instance template, the regional MIG and, for fixed pools, its autoscaler."""
 
 from __future__ import annotations
 
@@ -62,7 +62,6 @@ def build_vm_group(
     opts: pulumi.ResourceOptions,
 ) -> VmGroup:
     name = pool.name
-    schedules = scaling_schedules(pool)
     template = gcp.compute.RegionInstanceTemplate(
         part(name, "template"),
         # A prefix, not a name: a changed template is a new one, created before
@@ -120,7 +119,8 @@ def build_vm_group(
             gcp.compute.RegionInstanceGroupManagerVersionArgs(name="runners", instance_template=template.self_link)
         ],
         # The size is set here once, when the group is created; from then on
-        # the group's autoscaler owns it (ignore_changes below). A target_size
+        # the runtime owns it (ignore_changes below): a fixed pool's
+        # autoscaler, or a demand pool's receiver and its VMs. A target_size
         # that Pulumi changes later is a `resize` call, which GCE refuses with
         # 412 on a group that still has an autoscaler -- as when schedules are
         # removed and the autoscaler, deleted last, still exists
@@ -158,16 +158,29 @@ def build_vm_group(
                 depends_on=[*identity.needed_by_vms, *network.egress],
                 # Pulumi keeps the stored target_size (or none, for a group an
                 # earlier version made without one): it never resizes the group.
-                # The size is the runtime's: today the autoscaler below, later
-                # whatever replaces it (demand scaling), with nothing to undo here.
+                # The size is the runtime's: the autoscaler below (fixed pools),
+                # or createInstances from the receiver and deleteInstances from
+                # VMs that leave (demand pools), with nothing to undo here.
                 ignore_changes=["targetSize"],
                 custom_timeouts=pulumi.CustomTimeouts(delete=GROUP_DELETE_TIMEOUT),
             ),
         ),
     )
-    # Every pool has an autoscaler, schedules or not: a pool's size moves only
+    if pool.on_demand:
+        # No autoscaler: it would fight the receiver. An autoscaler owns the
+        # group's size and moves it to its own recommendation (min_replicas,
+        # schedules, CPU), so it would delete the VMs createInstances adds
+        # above that -- busy runners among them. The floor
+        # (min, moved by schedules) is kept by the receiver's reconcile.
+        # Dropping the autoscaler of a pool that had one (an earlier release,
+        # or `scaling: fixed` removed) resizes nothing: the group's target_size
+        # stays ignored, and the autoscaler, deleted last, leaves the group at
+        # the size it last set (tests/gcp/test_upgrade.py).
+        return VmGroup(name=group.name, id=group.id)
+    # A fixed pool has an autoscaler, schedules or not: its size moves only
     # through it, so adding or removing schedules, or changing the size, is an
     # update of this one resource and never a resize of an autoscaled group.
+    schedules = scaling_schedules(pool)
     gcp.compute.RegionAutoscaler(
         part(name, "autoscaler"),
         project=project,

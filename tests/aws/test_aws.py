@@ -18,6 +18,7 @@ from plan.engine import Recording
 from providers.aws import group as aws_group
 from providers.aws.backend import partition_of
 from providers.aws.group import HOOK_TIMEOUT_SECONDS, LIFECYCLE_HOOK, UBUNTU_AMI
+from tests.gcp.test_upgrade import ignore_changes_recorded
 from tests.providers.harness import run_file
 
 HEADER = "version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"
@@ -178,10 +179,10 @@ def test_one_provider_per_region(tmp_path: Path) -> None:
     assert user_data_of(recording, "b")
 
 
-def test_schedules_become_scheduled_actions(tmp_path: Path) -> None:
+def test_schedules_of_a_fixed_pool_set_its_size(tmp_path: Path) -> None:
     recording = plan(
         tmp_path,
-        "  - name: s\n    provider: aws\n    size: {min: 1, max: 4}\n    schedules:\n"
+        "  - name: s\n    provider: aws\n    scaling: fixed\n    size: {min: 1, max: 4}\n    schedules:\n"
         "      - {cron: '0 21 * * *', desired: 0, time_zone: Europe/Berlin}\n"
         "      - {cron: '0 7 * * 1-5', desired: 3, time_zone: Europe/Berlin}\n",
     )
@@ -190,6 +191,66 @@ def test_schedules_become_scheduled_actions(tmp_path: Path) -> None:
     assert (night["desiredCapacity"], night["minSize"], night["maxSize"]) == (0, 0, 4)
     assert (day["desiredCapacity"], day["minSize"], day["maxSize"]) == (3, 1, 4)
     assert day["autoscalingGroupName"] == "ghr-gh-runners-test-s"
+
+
+SCHEDULED_DEMAND = (
+    "  - name: s\n    provider: aws\n    size: {min: 1, max: 4}\n    schedules:\n"
+    "      - {cron: '0 21 * * *', desired: 0, time_zone: Europe/Berlin}\n"
+    "      - {cron: '0 7 * * 1-5', desired: 3, time_zone: Europe/Berlin}\n"
+)
+
+
+def test_schedules_of_a_demand_pool_move_only_its_floor(tmp_path: Path) -> None:
+    """A demand pool's scheduled actions set MinSize (AWS raises desired to a raised
+    min by itself) and leave DesiredCapacity out (-1: the provider's "not in the
+    action"): a night-time floor of 0 never terminates VMs that are running jobs."""
+    recording = plan(tmp_path, SCHEDULED_DEMAND)
+    night, day = (recording.named(f"s-schedule-{i}").inputs for i in (0, 1))
+    assert (night["desiredCapacity"], night["minSize"], night["maxSize"]) == (-1, 0, 4)
+    assert (day["desiredCapacity"], day["minSize"], day["maxSize"]) == (-1, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("pool", "policy"),
+    [
+        ("  - {name: d, provider: aws, size: {max: 6}}\n", True),
+        ("  - {name: d, provider: aws, scaling: fixed, size: {min: 1, max: 6}}\n", False),
+    ],
+    ids=["demand", "fixed"],
+)
+def test_demand_pools_get_the_scale_up_policy(tmp_path: Path, pool: str, policy: bool) -> None:
+    recording = plan(tmp_path, pool)
+    found = recording.of_type("aws:autoscaling/policy:Policy")
+    if not policy:
+        assert not found
+        return
+    (scale_up,) = found
+    assert scale_up.name == "d-scale-up"
+    assert scale_up.inputs["autoscalingGroupName"] == recording.named("d-asg").outputs["name"]
+    assert (scale_up.inputs["policyType"], scale_up.inputs["adjustmentType"]) == ("SimpleScaling", "ChangeInCapacity")
+    assert scale_up.inputs["scalingAdjustment"] == 1
+    assert scale_up.parent == recording.named("d-asg").parent  # a child of its pool
+
+
+@pytest.mark.parametrize(
+    ("pool", "ignored"),
+    [
+        ("  - {name: p, provider: aws, size: {max: 6}}\n", ["desiredCapacity"]),
+        (SCHEDULED_DEMAND.replace("name: s", "name: p"), ["desiredCapacity", "minSize"]),
+        ("  - {name: p, provider: aws, scaling: fixed, size: {min: 1, max: 6}}\n", []),
+        (
+            SCHEDULED_DEMAND.replace("name: s", "name: p").replace("aws\n", "aws\n    scaling: fixed\n"),
+            ["desiredCapacity", "minSize"],
+        ),
+    ],
+    ids=["demand", "demand-scheduled", "fixed", "fixed-scheduled"],
+)
+def test_pulumi_up_never_sets_back_what_the_runtime_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str, ignored: list[str]
+) -> None:
+    with ignore_changes_recorded(monkeypatch) as found:
+        recording = plan(tmp_path, pool)
+    assert sorted(found[recording.named("p-asg").urn]) == ignored
 
 
 @pytest.mark.parametrize(("ephemeral", "expected"), [(True, True), (False, False)])

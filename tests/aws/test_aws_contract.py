@@ -13,6 +13,7 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 class TestAwsContract(BackendContract):
     vm_group_type = "aws:autoscaling/group:Group"
+    receiver_type = "ghrunners:aws:Receiver"
     grant_types = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile")
     egress_types = (
         "aws:ec2/internetGateway:InternetGateway",

@@ -60,6 +60,15 @@ RULES = {
             names=("autoscalingGroupName", "scheduledActionName"),
         ),
         Rule(
+            # The receiver's +1 policy of a demand pool: a policy name is unique
+            # within its group only, and the group's name changes with
+            # everything that replaces the group.
+            "aws:autoscaling/policy:Policy",
+            TF_AWS + "autoscaling/policy.go",
+            force_new=("autoscalingGroupName", "name"),
+            names=("autoscalingGroupName", "name"),
+        ),
+        Rule(
             "aws:ssm/parameter:Parameter",
             TF_AWS + "ssm/parameter.go (tier forces a new parameter only from Advanced to Standard)",
             force_new=("name", "dataType"),
@@ -119,6 +128,66 @@ RULES = {
             TF_AWS + "ec2/vpc_nat_gateway.go",
             force_new=("allocationId", "connectivityType", "privateIp", "subnetId"),
             claims=(("allocationId",),),  # an Elastic IP serves one NAT gateway
+        ),
+        # Demand scaling, stack-level (providers/aws/scaler.py, stack/webhook.py):
+        # everything auto-named by Pulumi except the receiver's two SSM
+        # parameters (rule above) and the pools' +1 policies.
+        Rule(
+            "random:index/randomBytes:RandomBytes",
+            "pulumi/pulumi-random (terraform-provider-random internal/provider/resource_bytes.go: RequiresReplace)",
+            force_new=("length", "keepers"),
+        ),
+        Rule(
+            "aws:cloudwatch/logGroup:LogGroup",
+            TF_AWS + "logs/group.go",
+            force_new=("name", "namePrefix", "logGroupClass"),
+        ),
+        Rule(
+            "aws:cloudwatch/eventRule:EventRule",
+            TF_AWS + "events/rule.go",
+            force_new=("name", "namePrefix", "eventBusName"),
+        ),
+        Rule(
+            "aws:cloudwatch/eventTarget:EventTarget",
+            TF_AWS + "events/target.go (target_id is generated when unset)",
+            force_new=("rule", "targetId", "eventBusName"),
+        ),
+        Rule("aws:lambda/function:Function", TF_AWS + "lambda/function.go", force_new=("name", "packageType")),
+        Rule(
+            "aws:lambda/functionUrl:FunctionUrl",
+            TF_AWS + "lambda/function_url.go",
+            force_new=("functionName", "qualifier"),
+            claims=(("functionName", "qualifier"),),  # one URL per function (and qualifier)
+        ),
+        Rule(
+            "aws:lambda/permission:Permission",
+            TF_AWS + "lambda/permission.go (every argument; statement_id is generated when unset)",
+            force_new=(
+                "action",
+                "functionName",
+                "principal",
+                "qualifier",
+                "sourceArn",
+                "sourceAccount",
+                "statementId",
+                "statementIdPrefix",
+                "functionUrlAuthType",
+                "invokedViaFunctionUrl",
+                "eventSourceToken",
+                "principalOrgId",
+            ),
+        ),
+        # A webhook has no name; GitHub refuses a second hook with the same URL on
+        # one repository or organization, and a hook is replaced only when its
+        # repository changes, which puts the new one on another repository.
+        Rule(
+            "github:index/repositoryWebhook:RepositoryWebhook",
+            TF_GITHUB + "resource_github_repository_webhook.go",
+            force_new=("repository",),
+        ),
+        Rule(
+            "github:index/organizationWebhook:OrganizationWebhook",
+            TF_GITHUB + "resource_github_organization_webhook.go",
         ),
         # GitHub: nothing is ForceNew; a group's name is unique in its owner
         # (organization or enterprise), case-insensitively.

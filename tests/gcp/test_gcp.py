@@ -105,9 +105,42 @@ def test_default_pool_resources(default: Recording) -> None:
             "random:index/randomId:RandomId",
             TEMPLATE,
             GROUP,
-            AUTOSCALER,
         ]
-    )  # an autoscaler even without schedules (it owns the size); no IAP rule unless asked
+    )  # no autoscaler: a demand pool's size is the receiver's and its VMs'; no IAP rule unless asked
+
+
+def test_a_fixed_pool_has_an_autoscaler_a_demand_pool_none() -> None:
+    """An autoscaler owns its group's size and would delete the VMs the receiver
+    creates above its recommendation: demand pools (the default) have none."""
+    recording = plan(
+        pool_of(name="fixed", scaling="fixed", size={"min": 1, "max": 3}), pool_of(name="demand", size={"max": 3})
+    )
+    (scaler,) = recording.of_type(AUTOSCALER)
+    assert scaler.name == "fixed-autoscaler"
+    assert scaler.inputs["target"] == recording.named("fixed-group").outputs.get("id", scaler.inputs["target"])
+    assert recording.named("demand-group").inputs["targetSize"] == 0  # the floor, at creation
+
+
+def test_the_site_names_the_instances_the_receiver_creates() -> None:
+    """The receiver's configuration names each GCP group's base instance name
+    (createInstances takes full names): the MIG's own, from the site."""
+    found: dict[str, Any] = {}
+
+    def body(backend: GcpBackend) -> None:
+        found["site"] = backend.site(pool_of(zones=["europe-west4-a"]))
+
+    in_program(body)
+    assert found["site"].extra["instance_base"] == names(zones=("europe-west4-a",)).base_instance
+    recording = plan(pool_of(zones=["europe-west4-a"]))
+    assert recording.named("codex-group").inputs["baseInstanceName"] == found["site"].extra["instance_base"]
+
+
+def test_a_demand_pool_takes_schedules_the_autoscaler_could_not_express() -> None:
+    """Only fixed pools turn schedules into autoscaler windows (one fixed duration
+    each); a demand pool's floor is read from its schedules by the receiver."""
+    schedules = [{"cron": "0 8 * * 1-5", "desired": 2}]
+    recording = plan(pool_of(size={"max": 3}, schedules=schedules))
+    assert recording.named("codex-group") and not recording.of_type(AUTOSCALER)
 
 
 def test_every_resource_uses_the_pool_parent_and_the_explicit_provider(default: Recording) -> None:
@@ -371,6 +404,7 @@ def test_pool_zones_pin_the_distribution_and_the_surge() -> None:
 def test_schedules_make_an_autoscaler_that_owns_the_size() -> None:
     recording = plan(
         pool_of(
+            scaling="fixed",
             size={"min": 0, "max": 6},
             schedules=[
                 {"cron": "0 8 * * mon-fri", "desired": 4, "time_zone": "Europe/Berlin"},
@@ -398,7 +432,7 @@ def test_schedules_make_an_autoscaler_that_owns_the_size() -> None:
 
 
 def test_schedule_problems_surface_before_any_resource() -> None:
-    pool = pool_of(size={"max": 3}, schedules=[{"cron": "0 8 * * 1-5", "desired": 2}])
+    pool = pool_of(scaling="fixed", size={"max": 3}, schedules=[{"cron": "0 8 * * 1-5", "desired": 2}])
 
     def body(backend: GcpBackend) -> None:
         with pytest.raises(PoolProblem) as caught:

@@ -12,6 +12,7 @@ TEMPLATE = "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate"
 
 class TestGcpContract(BackendContract):
     vm_group_type = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
+    receiver_type = "ghrunners:gcp:Receiver"
     grant_types = ("gcp:secretmanager/secretIamMember:SecretIamMember", "gcp:projects/iAMMember:IAMMember")
     egress_types = ("gcp:compute/router:Router", "gcp:compute/routerNat:RouterNat")
 

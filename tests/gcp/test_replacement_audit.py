@@ -70,6 +70,15 @@ NAMED: dict[str, Named] = {
         scope=("project",),
         source="resourcemanager/resource_google_project_iam_custom_role.go",
     ),
+    # The receiver's source archive, named after its content: bucket, name,
+    # source, content, detect_md5hash and metadata are ForceNew, and a changed
+    # source is a new name (providers/gcp/scaler.py).
+    "gcp:storage/bucketObject:BucketObject": Named(
+        names=("name",),
+        force_new=("bucket", "name", "source", "content", "detectMd5hash", "metadata"),
+        scope=("bucket",),
+        source="storage/resource_storage_bucket_object.go",
+    ),
     # Every template input is ForceNew; name_prefix makes the provider pick a
     # fresh unique name for each replacement (resource_compute_region_instance_template.go, name_prefix).
     "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate": Named(
@@ -84,7 +93,10 @@ NAMED: dict[str, Named] = {
 # when its `name` is not given; these are the ones we give).
 NAME_INPUTS = {"name", "namePrefix", "secretId", "accountId", "roleId", "baseInstanceName", "instanceName"}
 # Inputs spelled like names that name *another* resource (a reference, not a name of its own).
-REFERENCES = {"gcp:secretmanager/secretIamMember:SecretIamMember": {"secretId"}}
+REFERENCES = {
+    "gcp:secretmanager/secretIamMember:SecretIamMember": {"secretId"},
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": {"name"},  # the function's Cloud Run service
+}
 
 
 def name_inputs(record: Recorded) -> set[str]:

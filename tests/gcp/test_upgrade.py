@@ -95,6 +95,7 @@ github: {repository: a/b}
 pools:
   - name: codex
     provider: gcp
+    scaling: fixed
     size: {min: 1, max: 6}
     schedules:
       - {cron: '0 8 * * *', desired: 4}
@@ -104,7 +105,25 @@ UNSCHEDULED = """\
 version: 1
 github: {repository: a/b}
 pools:
-  - {name: codex, provider: gcp, size: {min: 1, max: 6}}
+  - {name: codex, provider: gcp, scaling: fixed, size: {min: 1, max: 6}}
+"""
+# Demand pools have no autoscaler. Their floor differs from the fixed pools'
+# above, so a group whose target_size Pulumi did not ignore would be resized.
+DEMAND = """\
+version: 1
+github: {repository: a/b}
+pools:
+  - {name: codex, provider: gcp, size: {min: 2, max: 6}}
+"""
+DEMAND_SCHEDULED = """\
+version: 1
+github: {repository: a/b}
+pools:
+  - name: codex
+    provider: gcp
+    size: {min: 1, max: 6}
+    schedules:
+      - {cron: '0 8 * * 1-5', desired: 3}
 """
 
 
@@ -129,6 +148,36 @@ def test_adding_or_removing_schedules_never_resizes_an_autoscaled_group(
     (group,) = new.of_type(GROUP)
     assert "targetSize" in ignored[group.urn]
     assert new.of_type(AUTOSCALER) and old.of_type(AUTOSCALER)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(SCHEDULED, DEMAND_SCHEDULED), (UNSCHEDULED, DEMAND), (SCHEDULED, DEMAND)],
+    ids=["scheduled", "unscheduled", "schedules-dropped"],
+)
+def test_a_pool_that_turns_to_demand_loses_its_autoscaler_without_a_resize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str, after: str
+) -> None:
+    """The autoscaler is deleted last, so it still targets the group while the
+    group is updated: the group's size must not change in that `up` (412)."""
+    old, _ = plan(tmp_path, "old", before, monkeypatch)
+    new, ignored = plan(tmp_path, "new", after, monkeypatch)
+    assert old.of_type(AUTOSCALER) and not new.of_type(AUTOSCALER)
+    (group,) = new.of_type(GROUP)
+    (old_group,) = old.of_type(GROUP)
+    assert group.urn == old_group.urn  # updated in place, not replaced
+    assert group.inputs["targetSize"] != old_group.inputs["targetSize"]  # the floor moved: only ignore_changes holds it
+    assert not resizes_of_autoscaled_groups(as_graph(old), new, ignored)
+
+
+def test_a_pool_that_turns_fixed_gets_an_autoscaler_without_a_resize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, _ = plan(tmp_path, "old", DEMAND, monkeypatch)
+    new, ignored = plan(tmp_path, "new", SCHEDULED, monkeypatch)
+    assert not old.of_type(AUTOSCALER) and new.of_type(AUTOSCALER)
+    (group,) = new.of_type(GROUP)
+    assert "targetSize" in ignored[group.urn]
 
 
 def test_the_resize_model_catches_the_412_of_the_previous_version() -> None:
@@ -178,10 +227,12 @@ def test_the_release_graph_is_the_upgrade_file(release: dict[str, Any]) -> None:
 
 
 def test_upgrade_keeps_every_urn(release: dict[str, Any], upgraded: tuple[Recording, dict[str, list[str]]]) -> None:
-    """No resource of the last release is dropped or renamed in code: no aliases needed, nothing deleted."""
+    """No resource of the last release is renamed in code (no aliases needed); the
+    only ones deleted are autoscalers of pools that now scale on demand (the
+    default), which the next test proves is no resize."""
     new = {r.urn for r in upgraded[0].resources}
-    missing = [r["urn"] for r in release["resources"] if r["urn"] not in new]
-    assert not missing
+    missing = [r for r in release["resources"] if r["urn"] not in new]
+    assert {r["type"] for r in missing} <= {AUTOSCALER}
 
 
 def test_upgrade_replaces_nothing_under_its_old_name(
@@ -192,6 +243,8 @@ def test_upgrade_replaces_nothing_under_its_old_name(
     news = {r.urn: r for r in upgraded[0].resources}
     problems = []
     for old in release["resources"]:
+        if old["urn"] not in news:
+            continue  # deleted (an autoscaler of a pool now on demand: test_upgrade_keeps_every_urn)
         new = news[old["urn"]]
         before = Recorded(**{**new.__dict__, "inputs": old["inputs"]})
         after = Recorded(**{**new.__dict__, "inputs": {k: v for k, v in new.inputs.items() if k != "metadata"}})
@@ -206,7 +259,8 @@ def test_upgrade_never_resizes_a_still_autoscaled_group(
     # The release's scheduled pool has an autoscaler on its group.
     assert any(r["type"] == AUTOSCALER for r in release["resources"])
     assert not resizes_of_autoscaled_groups(release["resources"], recording, ignored)
-    # Groups the release sized itself keep their stored size (ignore_changes), and get an autoscaler.
+    # Groups keep their stored size (ignore_changes); the file's pools all scale
+    # on demand, so none keeps or gets an autoscaler.
     for group in recording.of_type(GROUP):
         assert "targetSize" in ignored[group.urn]
-    assert len(recording.of_type(AUTOSCALER)) == len(recording.of_type(GROUP))
+    assert not recording.of_type(AUTOSCALER)

@@ -111,3 +111,49 @@ def test_what_only_the_cloud_can_answer_is_said_to_be_unchecked() -> None:
     assert text.count("? not checked offline: whether the cloud offers the pool's machine types") == len(
         document["pools"]
     )
+
+
+def test_the_plan_shows_demand_scaling() -> None:
+    """The receivers, their URLs, the webhooks (events, content type, never the
+    secret), the +1 policy, the IAM statements, and what a reviewer must know."""
+    document = json.loads(run_plan("runners.yaml", "--json")[1])
+    shared = {(r["type"], r["name"]): r for r in document["shared"]}
+    function = shared[("aws:lambda/function:Function", "aws-receiver-function")]["properties"]
+    assert function["handler"] == "scaler.aws.handler"
+    config = function["code"]["scaler.json"]
+    assert [pool["name"] for pool in config["pools"]] == ["codex", "general"]
+    assert function["code"]["scaler/"] == "the receiver's package (scaler/*.py), as source"
+    url = shared[("aws:lambda/functionUrl:FunctionUrl", "aws-receiver-url")]["properties"]
+    assert url["authorizationType"] == "NONE"
+    policy = shared[("aws:iam/rolePolicy:RolePolicy", "aws-receiver-policy")]["properties"]["policy"]
+    assert {s["Sid"] for s in policy["Statement"]} >= {"GrowOwnGroups", "ReadOwnSecrets"}
+    for cloud in ("aws", "gcp"):
+        hook = shared[("github:index/repositoryWebhook:RepositoryWebhook", f"webhook-{cloud}")]
+        assert hook["properties"]["events"] == ["workflow_job"]
+        assert hook["properties"]["configuration"]["contentType"] == "json"
+        assert hook["properties"]["configuration"]["secret"] == "[secret]"
+        assert hook["secrets"] == ["configuration.secret"]
+        assert hook["properties"]["configuration"]["url"] == document["outputs"]["receivers"][cloud]
+    codex = next(pool for pool in document["pools"] if pool["name"] == "codex")
+    (scale_up,) = [r for r in codex["resources"] if r["type"] == "aws:autoscaling/policy:Policy"]
+    assert scale_up["properties"]["scalingAdjustment"] == 1
+    assert any("signature" in warning for warning in document["shared_warnings"])
+    text = run_plan("runners.yaml")[1]
+    assert "! AWS receiver: its Lambda function URL is public" in text
+    assert "ghrunners:gcp:Receiver  gcp-receiver" in text
+
+
+def test_the_plan_does_not_change_with_the_receivers_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden plans follow runners.yaml, not every edit of scaler/: the code
+    archive shows its configuration, and its content digest as a placeholder."""
+    import providers.scaling
+
+    before = run_plan("runners.yaml", "--json")[1]
+    package = tmp_path / "scaler"
+    package.mkdir()
+    for name in ("__init__.py", "config.py", "aws.py", "gcp.py", "new_module.py"):
+        (package / name).write_text(f"# a different {name}\n")
+    monkeypatch.setattr(providers.scaling, "SCALER_PACKAGE", package)
+    after = run_plan("runners.yaml", "--json")[1]
+    assert after == before
+    assert "receiver-<content digest>.zip" in after

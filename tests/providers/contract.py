@@ -11,12 +11,17 @@ from typing import ClassVar
 import pytest
 
 from plan.engine import Recorded, Recording
+from schema.loader import load_text
 from tests.providers.harness import SENTINEL_KEY, SENTINEL_TOKEN, everything_shown, run_file
 
 POOL_TYPE = "ghrunners:index:RunnerPool"
 WORLD = {"0.0.0.0/0", "::/0"}
 # Stack-level, shared by pools: providers and the GitHub side.
 SHARED_PREFIXES = ("pulumi:providers:", "github:")
+# Demand scaling, stack-level: a receiver component per cloud (its resources
+# are its children) and the webhook secret the receivers and webhooks share.
+RECEIVER_TYPES = ("ghrunners:aws:Receiver", "ghrunners:gcp:Receiver")
+WEBHOOK_SECRET = ("random:index/randomBytes:RandomBytes", "webhook-secret")
 _RUNS: dict[tuple[type, str], dict[str, Recording]] = {}
 
 
@@ -69,10 +74,13 @@ class BackendContract:
             pools = {r.urn: r for r in recording.resources if r.type == POOL_TYPE}
             assert pools
             under = {r.urn for urn in pools for r in recording.descendants_of(urn)}
-            shared = [r for r in recording.resources if r.type in self.shared_component_types]
+            shared = [r for r in recording.resources if r.type in (*self.shared_component_types, *RECEIVER_TYPES)]
             under |= {r.urn for component in shared for r in recording.descendants_of(component.urn)}
             for record in recording.resources:
-                if record.type in (POOL_TYPE, *self.shared_component_types) or record.type.startswith(SHARED_PREFIXES):
+                stack_level = (*self.shared_component_types, *RECEIVER_TYPES)
+                if record.type in (POOL_TYPE, *stack_level) or record.type.startswith(SHARED_PREFIXES):
+                    continue
+                if (record.type, record.name) == WEBHOOK_SECRET:
                     continue
                 assert record.urn in under, f"{record.type} {record.name} is not under a RunnerPool"
 
@@ -130,6 +138,36 @@ class BackendContract:
             assert stored, "the credential must reach the cloud secret store (as a Pulumi secret)"
             for record in stored:
                 assert record.secret_paths, f"{record.type} {record.name} holds the credential without secrecy"
+
+
+    receiver_type: ClassVar[str]  # this cloud's receiver component
+
+    def test_demand_pools_get_their_clouds_receiver_and_a_webhook(self, recordings: dict[str, Recording]) -> None:
+        """Every file with a pool of this cloud that scales on demand gets exactly one
+        receiver of this cloud, and (repository or organization targets) a webhook to it."""
+        for name, recording in recordings.items():
+            runners = load_text(self.files[name])
+            demand = [p for p in runners.pools if p.on_demand and self.receiver_type.split(":")[1] == p.provider]
+            receivers = [r for r in recording.resources if r.type == self.receiver_type]
+            assert len(receivers) == (1 if demand else 0), name
+            hooks = [r for r in recording.resources if r.type.startswith("github:") and "Webhook" in r.type]
+            if demand and runners.github.scope != "enterprise":
+                assert any(h.name == f"webhook-{demand[0].provider}" for h in hooks), name
+
+    def test_webhook_secret_appears_only_as_a_secret(self, recordings: dict[str, Recording]) -> None:
+        """The random webhook secret reaches the receiver's secret store and the webhook,
+        always as a Pulumi secret, and nothing shown (state, previews, outputs) holds it."""
+        for recording in recordings.values():
+            found = [r for r in recording.resources if (r.type, r.name) == WEBHOOK_SECRET]
+            if not found:
+                continue
+            secret = found[0].outputs["hex"]
+            for text in everything_shown(recording):
+                assert secret not in text
+            holders = [r for r in recording.resources if r is not found[0] and secret in repr(r.inputs)]
+            assert holders, "the webhook secret must reach the receiver's secret store"
+            for record in holders:
+                assert record.secret_paths, f"{record.type} {record.name} holds the webhook secret without secrecy"
 
 
 def _holds_secret(record: Recorded, sentinel: str) -> bool:

@@ -24,21 +24,30 @@ print(sorted({{m.split(".")[0] for m in sys.modules if m.startswith("pulumi_")}}
 @pytest.mark.parametrize(
     ("pools", "target", "expected"),
     [
-        ("  - {name: a, provider: aws}\n", "repository: a/b", ["pulumi_aws"]),
-        # GCP pools load pulumi_random too: their custom role id has a random suffix.
-        ("  - {name: g, provider: gcp}\n", "repository: a/b", ["pulumi_gcp", "pulumi_random"]),
+        # Pools that scale on demand (the default) load pulumi_github and
+        # pulumi_random: their receiver's webhook and its random secret.
+        ("  - {name: a, provider: aws}\n", "repository: a/b", ["pulumi_aws", "pulumi_github", "pulumi_random"]),
+        # Fixed pools have no receiver: nothing but the cloud's SDK.
+        ("  - {name: a, provider: aws, scaling: fixed, size: {min: 1}}\n", "repository: a/b", ["pulumi_aws"]),
+        # GCP pools load pulumi_random anyway: their custom role id has a random suffix.
+        (
+            "  - {name: g, provider: gcp, scaling: fixed, size: {min: 1}}\n",
+            "repository: a/b",
+            ["pulumi_gcp", "pulumi_random"],
+        ),
+        ("  - {name: g, provider: gcp}\n", "repository: a/b", ["pulumi_gcp", "pulumi_github", "pulumi_random"]),
         (
             "  - {name: a, provider: aws}\n  - {name: g, provider: gcp}\n",
             "repository: a/b",
-            ["pulumi_aws", "pulumi_gcp", "pulumi_random"],
+            ["pulumi_aws", "pulumi_gcp", "pulumi_github", "pulumi_random"],
         ),
         (
-            "  - {name: g, provider: gcp, runner_group: ci}\n",
+            "  - {name: g, provider: gcp, scaling: fixed, size: {min: 1}, runner_group: ci}\n",
             "organization: acme",
             ["pulumi_gcp", "pulumi_github", "pulumi_random"],
         ),
     ],
-    ids=["aws-only", "gcp-only", "mixed", "gcp-with-groups"],
+    ids=["aws-only", "aws-fixed", "gcp-fixed", "gcp-only", "mixed", "gcp-with-groups"],
 )
 def test_only_the_needed_sdks_load(tmp_path: Path, pools: str, target: str, expected: list[str]) -> None:
     path = tmp_path / "runners.yaml"

@@ -108,8 +108,10 @@ def test_a_renamed_project_reads_its_own_namespace(tmp_path: Path) -> None:
     merged = check_stack(project, "dev", stack_config("pat", "acme-runners"))
     config, secrets = program_config(merged, tmp_path)
     recording = run_project(ROOT, config=config, secret_keys=secrets, stack="dev", project="acme-runners")
-    (parameter,) = recording.of_type("aws:ssm/parameter:Parameter")
-    assert SENTINEL_TOKEN in parameter.inputs["value"]
+    assert SENTINEL_TOKEN in recording.named("codex-credential").inputs["value"]
+    # The receiver's copy (for its reconcile) too, under a name with the project.
+    receiver_copy = recording.named("aws-receiver-credential").inputs
+    assert SENTINEL_TOKEN in receiver_copy["value"] and "acme-runners" in receiver_copy["name"]
     # Names carry the project too: a second deployment does not collide with the first.
     assert recording.named("codex-asg").inputs["name"] == "ghr-acme-runners-dev-codex"
 
