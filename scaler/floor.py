@@ -3,6 +3,8 @@
 The floor is the `desired` of the schedule that fired most recently at or
 before `now` (each cron read in its own time zone, like AWS scheduled actions
 and GCP scaling schedules read theirs); a pool without schedules has `min`.
+A wall-clock time that a daylight-saving change skips does not fire that day;
+one that the change repeats fires at its second occurrence.
 Cron is the five-field Unix form schema/cron.py accepts: numbers, names
 (jan..dec, sun..sat), `*`, ranges, lists and steps; day 7 is Sunday too; when
 both day fields are restricted a day matches either, as in Vixie cron
@@ -71,9 +73,14 @@ class Cron:
             if not self.day_matches(day):
                 continue
             for hour, minute in self.times:
-                fire = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-                if fire <= now:
-                    return fire
+                # fold=1 first: a wall time the autumn change repeats fired last at its second occurrence.
+                for fold in (1, 0):
+                    fire = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone, fold=fold)
+                    utc = fire.astimezone(timezone.utc)
+                    if (utc.astimezone(zone).hour, utc.astimezone(zone).minute) != (hour, minute):
+                        break  # a wall time the spring change skips never happens: no firing
+                    if utc <= now:
+                        return utc
         return None
 
 

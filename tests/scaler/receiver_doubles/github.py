@@ -168,9 +168,9 @@ class ActionsDouble(HttpDouble):
 
     # -- objects ------------------------------------------------------------------------------
 
-    def sample(self, name: str, **values: Any) -> dict[str, Any]:
-        """An object of schema `name` with every required field, then `values` on top."""
-        schema = self.api.document["components"]["schemas"][name]
+    def sample(self, schema_name: str, /, **values: Any) -> dict[str, Any]:
+        """An object of schema `schema_name` with every required field, then `values` on top."""
+        schema = self.api.document["components"]["schemas"][schema_name]
         out = {key: _value(self.api, schema["properties"][key], key) for key in schema.get("required", [])}
         out.update(values)
         return out
