@@ -1,0 +1,126 @@
+"""The receiver on loopback: the deployed function's handler behind a local HTTP server.
+
+Tests and the benchmark run it as a process (`python -m scaler serve`). It
+reads the same configuration document the deployed function gets, with the
+cloud endpoints pointed at doubles through the document's `endpoints`, and
+uses the same adapter as the cloud's entry point:
+
+* `POST /` -- a webhook delivery (what the function URL / Cloud Run URL gets);
+* `POST /reconcile` -- one reconcile (what the schedule triggers);
+* `GET /healthz` -- 200 once the server listens.
+
+It binds 127.0.0.1 only: it is not a way to run the receiver in production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from scaler.config import ScalerConfig
+from scaler.decision import MAX_BODY_BYTES, Receiver
+from scaler.github import GitHub
+from scaler.reconcile import ReconcileGroups, reconcile
+
+log = logging.getLogger("scaler")
+
+
+class Service:
+    """The cloud adapter of the configuration's cloud, wired like its entry point."""
+
+    def __init__(self, config: ScalerConfig) -> None:
+        self.config = config
+        self.groups: ReconcileGroups
+        if config.cloud == "aws":
+            from scaler.aws import AwsGroups
+
+            aws = AwsGroups(config)
+            self.groups = aws
+
+            def read(location: str, region: str | None) -> str:
+                return aws.read_parameter(location, region or "")
+        else:
+            from scaler.gcp import GcpGroups
+
+            gcp = GcpGroups(config)
+            self.groups = gcp
+
+            def read(location: str, region: str | None) -> str:
+                return gcp.read_secret(location)
+
+        self._read = read
+        secret = config.webhook_secret
+        self.receiver = Receiver(config, lambda: read(secret.location, secret.region).encode(), self.groups)
+
+    def github(self) -> GitHub:
+        ref = self.config.github_credential
+        budget = self.config.reconcile.request_budget
+        return GitHub(self.config.github.api_url, lambda: self._read(ref.location, ref.region), budget)
+
+    def reconcile(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        plans = reconcile(self.config, self.github(), self.groups, now or datetime.now(timezone.utc))
+        return [plan.__dict__ for plan in plans]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the receiver logs each delivery itself, as one JSON line
+
+    def _send(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._send(200, '{"ok":true}')
+        else:
+            self._send(404, '{"decision":"not-found"}')
+
+    def do_POST(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True  # the body stays unread: do not reuse the connection
+            self._send(400, '{"decision":"too-large"}' if length > 0 else '{"decision":"malformed"}')
+            return
+        body = self.rfile.read(length) if length else b""
+        service = self.server.service
+        if self.path == "/reconcile":
+            self._send(200, json.dumps({"reconciled": service.reconcile()}))
+        elif self.path == "/":
+            reply = service.receiver.handle(dict(self.headers.items()), body)
+            self._send(reply.status, reply.body)
+        else:
+            self._send(404, '{"decision":"not-found"}')
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, service: Service) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.service = service
+
+
+def serve(config: ScalerConfig, port: int) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    server = _Server(port, Service(config))
+    # The tests read the bound address from this line (port 0 picks a free one).
+    print(f"serving on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
