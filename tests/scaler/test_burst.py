@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import PAT, RECEIVER_KEY, WEBHOOK_SECRET
 from receiver_doubles.github import Job
-from receiver_doubles.stack import Stack, build_stack
+from receiver_doubles.stack import PAT, RECEIVER_KEY, WEBHOOK_SECRET, Stack, build_stack
 from receiver_doubles.webhooks import Sender, job_payload
 from receiver_doubles.world import PoolSpec
 

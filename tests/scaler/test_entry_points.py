@@ -18,8 +18,7 @@ from typing import Any
 
 import flask
 import pytest
-from conftest import PAT, RECEIVER_KEY, WEBHOOK_SECRET
-from receiver_doubles.stack import CREDENTIAL_PARAMETER, WEBHOOK_PARAMETER
+from receiver_doubles.stack import CREDENTIAL_PARAMETER, PAT, RECEIVER_KEY, WEBHOOK_PARAMETER, WEBHOOK_SECRET
 from receiver_doubles.webhooks import github_headers, job_payload
 from receiver_doubles.world import PoolSpec, aws_desired, document, seed_aws_group
 
