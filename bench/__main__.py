@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import agent, evaluation, imports, update, validation
+from bench import agent, evaluation, imports, receiver, update, validation
 from bench.common import ROOT, load_average
 from bench.machine import describe
 from bench.report import Section
@@ -30,7 +30,7 @@ FIXED = [
     "The agent bundle was xz-compressed with a 64 MiB dictionary (≈ 674 MiB encoder memory, 65 MiB to unpack "
     "on the VM); a 1 MiB dictionary gives the same size at 13 ms instead of 65 ms and 1 MiB on the VM.",
 ]
-SECTIONS = ("update", "validation", "imports", "agent", "evaluation")
+SECTIONS = ("update", "validation", "imports", "agent", "receiver", "evaluation")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                               smoke=args.smoke),
             "agent": lambda: agent.measure(1 if args.smoke else 5, dirs["agent"],
                                            ("aws:pat", "gcp:pat") if args.smoke else agent.CASES),
+            "receiver": lambda: receiver.measure(3 if args.smoke else 200, dirs["receiver"]),
             "evaluation": lambda: evaluation.measure(
                 evaluation.EvalPlan(
                     sizes=[1, 2] if args.smoke else [1, 10, 100, 1000],
@@ -170,6 +171,8 @@ def summary(sections: list[Section]) -> list[str]:
     if "5" in by and "worst" in by["5"].data:
         lines.append(f"- **Update safety**: minimum healthy capacity during an update {by['5'].data['worst']:.0f} % "
                      "on every pool.")
+    if "6" in by and by["6"].data.get("headline"):
+        lines.append("- **Webhook receiver**: " + by["6"].data["headline"] + " on loopback doubles.")
     return lines
 
 

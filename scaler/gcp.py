@@ -5,8 +5,9 @@ named after the job (`<base>-j<job id>`): the group adds it to its target size
 itself (no read-modify-write of the size), and a redelivered `queued` event
 names the same instance, which already exists, so it adds nothing. The request
 also carries a `requestId` derived from that name, which Compute uses to
-ignore a retried request it already completed (discovery document,
-compute.v1 `regionInstanceGroupManagers.createInstances`, parameter `requestId`).
+ignore a request it already completed (discovery document, compute.v1
+`regionInstanceGroupManagers.createInstances`, parameter `requestId`): a retry
+is safe, and so is a redelivery that comes after the job's VM has left.
 
 A MIG has no maximum of its own (only an autoscaler has one, and an autoscaler
 would fight demand scaling), so `max` is held here, in two steps that need no
@@ -147,9 +148,12 @@ class GcpGroups:
             if not token:
                 return found
 
-    def _create(self, target: GcpTarget, names: list[str]) -> int:
-        """createInstances for `names`; how many were new (an existing name is not an error here)."""
-        request_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self._group_url(target)}/{','.join(names)}")
+    def _create(self, target: GcpTarget, names: list[str], request_id: uuid.UUID) -> int:
+        """createInstances for `names`; how many were new (an existing name is not an error here).
+
+        `request_id` makes the retries of this one request (see `_call`) safe: Compute ignores
+        a request id it has already completed.
+        """
         answer = self._call(
             "POST",
             f"{self._group_url(target)}/createInstances?requestId={request_id}",
@@ -196,7 +200,8 @@ class GcpGroups:
             return Grown(False, f"{name} exists already (redelivery)")
         if len(live) >= pool.max:
             return Grown(False, f"at max ({pool.max})")
-        if not self._create(target, [name]):
+        # Per job: a redelivery after the job's VM has come and gone does not create another.
+        if not self._create(target, [name], uuid.uuid5(uuid.NAMESPACE_URL, f"{self._group_url(target)}/{name}")):
             return Grown(False, f"{name} exists already (redelivery)")
         trimmed = self._trim(target, pool)
         if name in trimmed:
@@ -214,8 +219,16 @@ class GcpGroups:
 
     def add(self, pool: Pool, count: int, run: int) -> int:
         target = self._target(pool)
-        names = [instance_name(target.instance_base, f"r{run}-{n}") for n in range(count)]
-        created = self._create(target, names)
+        # Names of this run not in the group yet: one existing name would fail the whole request.
+        taken = {i.get("name") for i in self.live(target)}
+        names = []
+        for n in range(count + len(taken)):
+            name = instance_name(target.instance_base, f"r{run}-{n}")
+            if name not in taken:
+                names.append(name)
+            if len(names) == count:
+                break
+        created = self._create(target, names, uuid.uuid4())
         trimmed = self._trim(target, pool)
         return max(0, created - len(set(trimmed) & set(names)))
 

@@ -20,6 +20,7 @@ SECTIONS = (
     "## 3. Import cost of the provider SDKs",
     "## 4. VM agent",
     "## 5. Update safety as numbers",
+    "## 6. Webhook receiver",
 )
 
 

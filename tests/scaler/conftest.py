@@ -35,12 +35,7 @@ from doubles.schema import load_gcp  # noqa: E402
 from receiver_doubles.aws import ScalingFront  # noqa: E402
 from receiver_doubles.gcp import GroupsDouble  # noqa: E402
 from receiver_doubles.github import ActionsDouble  # noqa: E402
-
-WEBHOOK_SECRET = b"It's a Secret to Everybody"  # GitHub's documented example secret
-RECEIVER_KEY = ("AKIARECEIVERRECEIVER", "receiver-secret-key")  # the Lambda role's keys, as the front trusts them
-PAT = "ghp_receiverreconcileTOKEN000000000000000"
-AWS_PARAMETER = "/ghs/test/webhook-secret"
-AWS_CREDENTIAL = "/ghs/test/credential"
+from receiver_doubles.stack import PAT, RECEIVER_KEY  # noqa: E402
 
 
 def _no_violations(name: str, violations: list[str]) -> None:

@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from conftest import PAT, WEBHOOK_SECRET
-from receiver_doubles.stack import Stack, build_stack
+from receiver_doubles.stack import PAT, WEBHOOK_SECRET, Stack, build_stack
 from receiver_doubles.webhooks import Sender, github_headers, job_payload, ping_payload, sign
 from receiver_doubles.world import PoolSpec, aws_desired
 

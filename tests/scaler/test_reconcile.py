@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from conftest import PAT, WEBHOOK_SECRET
-from receiver_doubles.stack import Stack, build_stack
+from receiver_doubles.stack import PAT, WEBHOOK_SECRET, Stack, build_stack
 from receiver_doubles.webhooks import Sender, job_payload
 from receiver_doubles.world import PoolSpec, aws_desired
 
@@ -189,3 +188,17 @@ def test_a_webhook_then_a_reconcile_do_not_double_count(stack: Stack, aws_front:
     (plan,) = reconcile_now(stack.aws)
     assert (plan["size"], plan["queued"], plan["added"]) == (1, 1, 0)
     assert aws_desired(aws_front, stack.pool("codex")) == 1
+
+
+def test_gcp_reconcile_again_in_the_same_interval_still_adds(stack: Stack, gcp: Any, github_api: Any) -> None:
+    """A VM the reconcile created left again (its job done) before the next run in the same interval:
+    that run must create anew, not collide with the old name or replay the old request id."""
+    github_api.queue(701, "octo-org/octo-repo", GENERAL)
+    group = gcp.compute.groups[("gh-runners-test", "us-central1", stack.pool("general").group)]
+    assert reconcile_now(stack.gcp)[0]["added"] == 1
+    (first,) = group.live
+    first.action = "DELETING"  # it left its group
+    gcp.compute.finish_deletes(group)
+    (plan,) = reconcile_now(stack.gcp)
+    assert plan["added"] == 1
+    assert len(group.live) == 1

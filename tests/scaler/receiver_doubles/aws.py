@@ -17,6 +17,12 @@ two capacity rules real Auto Scaling enforces and moto does not.
   lists ValidationError for it:
   https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_TerminateInstanceInAutoScalingGroup.html).
 
+Scaling policies live in the front, by (group, name): moto keys them by name
+alone (moto/autoscaling/models.py, `put_scaling_policy`: `self.policies[name]`,
+and `execute_policy` looks the name up without the group), while AWS scopes a
+policy name to its group -- the stack gives every group's +1 policy the same
+name, so under moto the last group would own it.
+
 `contend(n)` makes the next n ExecutePolicy calls answer
 ScalingActivityInProgress, an error the API reference lists for ExecutePolicy
 (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_ExecutePolicy.html).
@@ -44,6 +50,12 @@ class ScalingFront(AwsFront):
         with self._cond:
             self.contended = 0
             self.desired_history: dict[str, list[int]] = {}
+            self.policies: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def put_policy(self, group: str, name: str, adjustment: int, adjustment_type: str = "ChangeInCapacity") -> None:
+        """A simple scaling policy of `group` (the stack's PutScalingPolicy)."""
+        with self._cond:
+            self.policies[(group, name)] = (adjustment_type, adjustment)
 
     def contend(self, times: int) -> None:
         with self._cond:
@@ -73,15 +85,15 @@ class ScalingFront(AwsFront):
                 return _query_error(400, "ScalingActivityInProgress",
                                     "Scaling activity is in progress and blocks this action")
             name, policy_name = params.get("AutoScalingGroupName", ""), params.get("PolicyName", "")
-            autoscaling = self.seed("autoscaling")
-            policies = autoscaling.describe_policies(AutoScalingGroupName=name, PolicyNames=[policy_name])
+            policy = self.policies.get((name, policy_name))
             group = self._group(name)
-            if group is None or not policies["ScalingPolicies"]:
+            if group is None or policy is None:
                 return _query_error(400, "ValidationError", f"No such policy {policy_name} for group {name}")
-            policy = policies["ScalingPolicies"][0]
-            if policy.get("AdjustmentType") != "ChangeInCapacity":
+            adjustment_type, adjustment = policy
+            if adjustment_type != "ChangeInCapacity":
                 return _query_error(400, "ValidationError", "the double models ChangeInCapacity policies only")
-            wanted = group["DesiredCapacity"] + int(policy["ScalingAdjustment"])
+            autoscaling = self.seed("autoscaling")
+            wanted = group["DesiredCapacity"] + adjustment
             desired = max(group["MinSize"], min(group["MaxSize"], wanted))
             if desired != group["DesiredCapacity"]:
                 autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=desired,

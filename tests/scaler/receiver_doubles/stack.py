@@ -10,6 +10,9 @@ from doubles.aws import REGION
 
 from .world import PoolSpec, document, seed_aws_group
 
+WEBHOOK_SECRET = b"It's a Secret to Everybody"  # GitHub's documented example secret
+RECEIVER_KEY = ("AKIARECEIVERRECEIVER", "receiver-secret-key")  # the receiver role's keys, as the front trusts them
+PAT = "ghp_receiverreconcileTOKEN000000000000000"
 WEBHOOK_PARAMETER = "/ghs/test/webhook-secret"
 CREDENTIAL_PARAMETER = "/ghs/test/credential"
 

@@ -69,8 +69,12 @@ def example(action: str) -> dict[str, Any]:
     (One older `in_progress` example lacks run_attempt, workflow_name and
     head_branch, which the schema now requires; it is skipped here.)
     """
-    return copy.deepcopy(next(e for e in examples()["workflow_job"]
-                              if e["action"] == action and not schema_errors("workflow_job", e)))
+    return copy.deepcopy(_valid_example(action))
+
+
+@cache
+def _valid_example(action: str) -> dict[str, Any]:
+    return next(e for e in examples()["workflow_job"] if e["action"] == action and not schema_errors("workflow_job", e))
 
 
 def job_payload(action: str, job_id: int, labels: list[str], repository: str = "octo-org/octo-repo", *,

@@ -77,9 +77,7 @@ def seed_aws_group(front: Any, pool: PoolSpec, desired: int | None = None) -> No
                                                          "Version": "$Latest"},
         MinSize=pool.min, MaxSize=pool.max, DesiredCapacity=pool.min if desired is None else desired,
         AvailabilityZones=[f"{REGION}a"])
-    autoscaling.put_scaling_policy(AutoScalingGroupName=pool.group, PolicyName="gh-runners-scale-up",
-                                   PolicyType="SimpleScaling", AdjustmentType="ChangeInCapacity",
-                                   ScalingAdjustment=1)
+    front.put_policy(pool.group, "gh-runners-scale-up", 1)
 
 
 def aws_desired(front: Any, pool: PoolSpec) -> int:
