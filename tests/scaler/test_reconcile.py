@@ -220,3 +220,14 @@ def test_a_dropped_connection_still_leaves_the_floor_kept(github_api: Any) -> No
     groups = FakeGroups({"codex": 0}, floors={"codex": 2})
     (plan,) = reconcile(config(github_api.url), client(github_api), groups, NOW)
     assert (plan.target, plan.added) == (2, 2)
+
+
+def test_an_unreadable_credential_still_leaves_the_floor_kept(github_api: Any) -> None:
+    from scaler.decision import ScaleError
+
+    def unreadable() -> str:
+        raise ScaleError("access projects/p/secrets/c/versions/latest: HTTP 403 PERMISSION_DENIED")
+
+    groups = FakeGroups({"codex": 0}, floors={"codex": 1})
+    (plan,) = reconcile(config(github_api.url), GitHub(github_api.url, unreadable, 10), groups, NOW)
+    assert (plan.target, plan.added) == (1, 1)
