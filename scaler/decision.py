@@ -200,7 +200,11 @@ class Receiver:
         started = self.clock()
         lower = {k.lower(): v for k, v in headers.items()}
         delivery = lower.get(DELIVERY_HEADER, "-")[:64]
-        reply = self._decide(lower, body)
+        try:
+            reply = self._decide(lower, body)
+        except Exception as exc:  # a bug or an answer nobody foresaw: say so, answer 500, keep serving
+            log.error(json.dumps({"delivery": delivery, "error": type(exc).__name__}), exc_info=True)
+            reply = Reply(500, "internal-error", detail=type(exc).__name__)
         fields = {
             "delivery": delivery,
             "event": lower.get(EVENT_HEADER, "-")[:64],

@@ -102,8 +102,12 @@ class GcpGroups:
     def _call(
         self, method: str, url: str, *, body: Any = None, headers: dict[str, str] | None = None, authorized: bool = True
     ) -> Answer:
+        """One API call: transient statuses retried twice; a 401 fetches a new token once (it may have been
+        revoked or the clock may be off) before it is an answer."""
         headers = dict(headers or {})
-        for attempt in range(3):
+        renewed = False
+        attempt = 0
+        while True:
             if authorized:
                 headers["Authorization"] = f"Bearer {self.token()}"
             try:
@@ -112,10 +116,13 @@ class GcpGroups:
                 if attempt == 2:
                     raise ScaleError(str(exc)) from None
             else:
+                if authorized and answer.status == 401 and not renewed:
+                    self._token, renewed = None, True
+                    continue
                 if answer.status not in RETRY_STATUSES or attempt == 2:
                     return answer
             self.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def _group_url(self, target: GcpTarget) -> str:
         return (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from scaler.http import Answer, call
+from scaler.http import Answer, HttpError, call
 
 API_VERSION = "2022-11-28"
 PER_PAGE = 100  # the most every list endpoint below returns per page
@@ -158,15 +158,23 @@ def _der_int(value: bytes) -> int:
 # --- the client -------------------------------------------------------------------
 
 
+# The reconcile runs in a function with a 120 s timeout (the deploy side's setting): its
+# GitHub scan stops after this long, like when the request budget is spent, and the
+# scaling that follows still has time.
+SCAN_SECONDS = 60.0
+
+
 @dataclass
 class GitHub:
-    """REST client with a request budget; `token` is minted lazily and once."""
+    """REST client with a request budget and a time budget; `token` is minted lazily and once."""
 
     api_url: str
     credential: Callable[[], str]  # returns the credential document (read from the cloud's store)
     budget: int
     spent: int = 0
+    seconds: float = SCAN_SECONDS
     _token: str | None = None
+    _deadline: float | None = None
 
     def token(self) -> str:
         if self._token is None:
@@ -185,6 +193,10 @@ class GitHub:
     def _send(self, method: str, path: str, token: str, body: Any = None) -> Answer:
         if self.spent >= self.budget:
             raise BudgetExhausted(f"{self.budget} requests spent")
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.seconds
+        elif time.monotonic() > self._deadline:
+            raise BudgetExhausted(f"{self.seconds:.0f} s spent")
         self.spent += 1
         headers = {
             "Accept": "application/vnd.github+json",
@@ -192,7 +204,10 @@ class GitHub:
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": "gh-runners-scaler",
         }
-        return call(method, self.api_url + path, headers=headers, body=body)
+        try:
+            return call(method, self.api_url + path, headers=headers, body=body)
+        except HttpError as exc:
+            raise GitHubError(str(exc)) from None
 
     def get(self, path: str, **params: Any) -> Any:
         query = f"?{urlencode(params)}" if params else ""

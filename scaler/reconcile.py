@@ -161,8 +161,9 @@ def find_demand(config: ScalerConfig, github: GitHub, run: int) -> Demand:
             _count_queued_org(config, github, run, demand)
     except BudgetExhausted:
         demand.complete = False
-    except (GitHubError, OSError) as exc:
-        # Partial knowledge is still knowledge: keep what was counted, and say so.
+    except (GitHubError, ScaleError, OSError) as exc:
+        # Partial knowledge is still knowledge: keep what was counted, and say so. (ScaleError:
+        # the credential could not be read from the cloud's store.)
         demand.complete = False
         log.warning(json.dumps({"reconcile": run, "github": str(exc)[:200]}))
     return demand

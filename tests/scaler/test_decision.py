@@ -244,3 +244,17 @@ def test_rule_is_one_answer_whatever_the_receiver_or_list_order(specs: list[tupl
 def test_sign_helper_agrees_with_the_receiver() -> None:
     body = b'{"zen": "Design for failure."}'
     assert signature_valid(SECRET, body, sign(SECRET, body))
+
+
+def test_an_unforeseen_failure_is_500_and_logged_with_the_delivery(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def grow(self, pool: Pool, job_id: int) -> Grown:
+            raise KeyError("DesiredCapacity")
+
+    rcv = Receiver(config(pool("codex", "aws", "codex")), lambda: SECRET, Broken())
+    body = json.dumps(job_payload("queued", 1, CODEX)).encode()
+    headers = github_headers("workflow_job", body, SECRET, delivery="d-500")
+    with caplog.at_level("INFO", logger="scaler"):
+        reply = rcv.handle(headers, body)
+    assert (reply.status, reply.decision) == (500, "internal-error")
+    assert any("d-500" in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)

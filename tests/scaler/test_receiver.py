@@ -199,3 +199,12 @@ def test_logs_carry_the_delivery_never_the_secret_or_payload(stack: Stack) -> No
     assert WEBHOOK_SECRET.decode() not in text and PAT not in text
     assert payload["repository"]["owner"]["avatar_url"] not in text  # no payload echoed
     assert sign(WEBHOOK_SECRET, json.dumps(payload).encode()) not in text
+
+
+def test_gcp_receiver_fetches_a_new_token_when_its_cached_one_is_refused(stack: Stack, gcp: Any) -> None:
+    assert send(stack, "gcp", "workflow_job", job_payload("queued", 9900, GENERAL))[1]["decision"] == "grown"
+    with gcp.metadata._cond:
+        gcp.state.tokens.clear()  # every token issued so far is now refused (revoked, or expired early)
+    assert send(stack, "gcp", "workflow_job", job_payload("queued", 9901, GENERAL))[1]["decision"] == "held"
+    tokens = gcp.metadata.requests(path="/token$")
+    assert len(tokens) == 2

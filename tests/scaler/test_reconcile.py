@@ -202,3 +202,32 @@ def test_gcp_reconcile_again_in_the_same_interval_still_adds(stack: Stack, gcp: 
     (plan,) = reconcile_now(stack.gcp)
     assert plan["added"] == 1
     assert len(group.live) == 1
+
+
+def test_a_slow_github_cannot_outlast_the_function(github_api: Any) -> None:
+    for job_id in range(1, 6):
+        github_api.queue(job_id, "octo-org/octo-repo", CODEX)
+    github_api.inject(r"/jobs$", kind="hang", seconds=1.0, times=10)  # each job listing hangs 1 s, then drops
+    gh = client(github_api)
+    gh.seconds = 1.5
+    demand = find_demand(config(github_api.url), gh, 0)
+    assert not demand.complete
+    assert gh.spent <= 5  # stopped at the time budget, not after every run's listing
+
+
+def test_a_dropped_connection_still_leaves_the_floor_kept(github_api: Any) -> None:
+    github_api.inject(r"/actions/runners$", kind="reset")
+    groups = FakeGroups({"codex": 0}, floors={"codex": 2})
+    (plan,) = reconcile(config(github_api.url), client(github_api), groups, NOW)
+    assert (plan.target, plan.added) == (2, 2)
+
+
+def test_an_unreadable_credential_still_leaves_the_floor_kept(github_api: Any) -> None:
+    from scaler.decision import ScaleError
+
+    def unreadable() -> str:
+        raise ScaleError("access projects/p/secrets/c/versions/latest: HTTP 403 PERMISSION_DENIED")
+
+    groups = FakeGroups({"codex": 0}, floors={"codex": 1})
+    (plan,) = reconcile(config(github_api.url), GitHub(github_api.url, unreadable, 10), groups, NOW)
+    assert (plan.target, plan.added) == (1, 1)
