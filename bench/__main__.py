@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                               smoke=args.smoke),
             "agent": lambda: agent.measure(1 if args.smoke else 5, dirs["agent"],
                                            ("aws:pat", "gcp:pat") if args.smoke else agent.CASES),
-            "receiver": lambda: receiver.measure(3 if args.smoke else 200, dirs["receiver"]),
+            "receiver": lambda: receiver.measure(1 if args.smoke else 200, dirs["receiver"]),
             "evaluation": lambda: evaluation.measure(
                 evaluation.EvalPlan(
                     sizes=[1, 2] if args.smoke else [1, 10, 100, 1000],

@@ -27,6 +27,7 @@ from scaler.github import GitHub
 from scaler.reconcile import ReconcileGroups, reconcile
 
 log = logging.getLogger("scaler")
+DRAIN_BYTES = 8 * MAX_BODY_BYTES
 
 
 class Service:
@@ -96,7 +97,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY_BYTES:
-            self.close_connection = True  # the body stays unread: do not reuse the connection
+            # Read (and drop) a bounded amount first: answering while the client is still sending
+            # makes its next write fail with a broken pipe instead of showing it the 400.
+            left = min(max(length, 0), DRAIN_BYTES)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            self.close_connection = True  # whatever is left unread: do not reuse the connection
             self._send(400, '{"decision":"too-large"}' if length > 0 else '{"decision":"malformed"}')
             return
         body = self.rfile.read(length) if length else b""
