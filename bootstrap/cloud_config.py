@@ -9,6 +9,8 @@ It writes
   base85 (see agent_file for why not cloud-init's gz+b64);
 * /etc/gh-runners/config.json  what the agent needs to know;
 * /etc/gh-runners/setup.sh  the pool's setup script (root only), if any;
+* /etc/apt/apt.conf.d/90gh-runners  apt-get waits for the dpkg lock instead of
+  failing while apt's daily jobs hold it on a first boot;
 * gh-runners-agent.service, started once cloud-init's final stage is done.
 
 Same inputs give the same bytes (sorted files and keys, no timestamps), so an
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ast
 import base64
 import functools
+import hashlib
 import io
 import json
 import lzma
@@ -30,13 +33,18 @@ from typing import Any
 
 import yaml
 
-from schema.models import AwsPool, GcpPool, GitHubTarget
+from bootstrap import runner_releases
+from schema.models import AwsPool, GcpPool, GitHubTarget, Schedule
 
 AGENT_DIR = Path(__file__).resolve().parent / "agent"
 AGENT_PACKAGE = "gh_runners_agent"
 AGENT_PATH = "/opt/gh-runners/agent.py"
 CONFIG_PATH = "/etc/gh-runners/config.json"
 SETUP_PATH = "/etc/gh-runners/setup.sh"
+APT_CONF_PATH = "/etc/apt/apt.conf.d/90gh-runners"
+# apt-get waits this long for the dpkg locks instead of failing at once (apt-pkg/deb/debsystem.cc reads
+# DPkg::Lock::Timeout for lock-frontend and lock). The agent waits for the lists lock itself.
+APT_CONF = 'DPkg::Lock::Timeout "900";\n'
 UNIT_NAME = "gh-runners-agent.service"
 RUNNER_USER = "runner"
 AWS_USER_DATA_LIMIT = 16384
@@ -48,8 +56,13 @@ REQUIRED_LOCATION = {
 CREDENTIAL_STORE = {"aws": "aws-ssm-parameter", "gcp": "gcp-secret-manager"}
 
 
-def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int]) -> str:
-    """The `#cloud-config` document for `pool`'s VMs."""
+def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int],
+                     runner_group_id: int | None = None) -> str:
+    """The `#cloud-config` document for `pool`'s VMs.
+
+    `runner_group_id`: the id of the pool's runner group when the stack knows it (it manages the group);
+    the VM then registers without looking the group up. Repository targets always use the default group.
+    """
     cloud = str(location.get("cloud", ""))
     if cloud != pool.provider:
         raise ValueError(f"location cloud {cloud!r} does not match pool {pool.name}'s provider {pool.provider!r}")
@@ -61,7 +74,9 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
     files: list[dict[str, Any]] = [
         # cloud-init writes files root:root 0644 unless told otherwise.
         {"path": AGENT_PATH, "content": agent_file(cloud)},
-        {"path": CONFIG_PATH, "content": json.dumps(agent_config(pool, github, location, drain), sort_keys=True)},
+        {"path": CONFIG_PATH, "content": json.dumps(agent_config(pool, github, location, drain, runner_group_id),
+                                                    sort_keys=True)},
+        {"path": APT_CONF_PATH, "content": APT_CONF},
     ]
     if pool.setup_script:
         files.append({"path": SETUP_PATH, "permissions": "0700", "content": setup_script(pool.setup_script)})
@@ -96,18 +111,22 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
 
 
 def agent_config(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int],
-                 drain: int) -> dict[str, Any]:
+                 drain: int, runner_group_id: int | None = None) -> dict[str, Any]:
     """/etc/gh-runners/config.json (read by bootstrap/agent/config.py)."""
     cloud = str(location["cloud"])
-    return {
+    if github.scope == "repository":
+        runner_group_id = REPOSITORY_GROUP_ID
+    doc: dict[str, Any] = {
         "pool": pool.name,
         "cloud": cloud,
         "labels": pool.all_labels,
         "github": {"scope": github.scope, "target": github.target, "api_url": github.api_url,
                    "web_url": github.web_url},
         "runner_group": pool.group_name,
+        "runner_prefix": runner_prefix(pool.name, location),
         "ephemeral": pool.ephemeral,
-        "runner": {"version": pool.runner_version, "arch": pool.arch},
+        "runner": {"version": pool.runner_version, "arch": pool.arch,
+                   **runner_releases.known(pool.runner_version, pool.arch)},
         "credential": {"store": CREDENTIAL_STORE[cloud], "name": str(location["secret"])},
         "docker": pool.docker,
         "sudo": pool.sudo,
@@ -115,6 +134,54 @@ def agent_config(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mappin
         "drain_seconds": drain,
         "location": {key: location[key] for key in sorted(location)},
     }
+    if runner_group_id is not None:
+        doc["runner_group_id"] = runner_group_id
+    if cloud == "gcp":
+        doc["floor"] = {"min": pool.size.min, "schedules": [cron_sets(s) for s in pool.schedules]}
+    return doc
+
+
+# Repositories have only the default runner group, id 1 (GitHub's own example body for a repository's
+# generate-jitconfig: @octokit/openapi api.github.com.json; docs.github.com/rest/actions/self-hosted-runners).
+REPOSITORY_GROUP_ID = 1
+
+
+def runner_prefix(pool: str, location: Mapping[str, str | int]) -> str:
+    """`<pool>-<6 hex>`: the hash of where the pool's VM group is (cloud, project, region, group name,
+    which already holds the project and stack), so two stacks or projects with a pool of the same name
+    never share runner names, and a ghost sweep never takes another deployment's runners for its own."""
+    where = "/".join(str(location.get(key, "")) for key in ("cloud", "project", "region", "group"))
+    return f"{pool}-{hashlib.sha256(where.encode()).hexdigest()[:6]}"
+
+
+# (low, high, names) of minute, hour, day of month, month, day of week
+_CRON_FIELDS: tuple[tuple[int, int, dict[str, int]], ...] = (
+    (0, 59, {}), (0, 23, {}), (1, 31, {}),
+    (1, 12, {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                         "nov", "dec"), 1)}),
+    (0, 7, {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}),
+)
+
+
+def cron_sets(schedule: Schedule) -> dict[str, Any]:
+    """A schedule with its cron fields expanded to value lists: the agent works out the floor without a
+    cron parser (bootstrap/agent/gcp.py current_floor)."""
+    fields = schedule.cron.lower().split()
+    values = []
+    for text, (low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        found: set[int] = set()
+        for item in text.split(","):
+            span, _, step = item.partition("/")
+            bounds = [low, high] if span == "*" else [names[b] if b in names else int(b) for b in span.split("-")]
+            last = bounds[-1] if len(bounds) == 2 or not step else high
+            found.update(range(bounds[0], last + 1, int(step or 1)))
+        values.append(sorted(found))
+    minutes, hours, days, months, weekdays = values
+    return {"minutes": minutes, "hours": hours, "days": days, "months": months,
+            "weekdays": sorted({d % 7 for d in weekdays}), "desired": schedule.desired,
+            "time_zone": schedule.time_zone,
+            # Vixie cron: when both day fields are restricted, a day matching either fires.
+            "either": not (fields[2].startswith("*") or fields[4].startswith("*"))}
 
 
 def setup_script(script: str) -> str:
@@ -124,6 +191,10 @@ def setup_script(script: str) -> str:
 
 
 def systemd_unit(pool: AwsPool | GcpPool, drain: int) -> str:
+    """The agent's unit. KillMode=mixed with SIGTERM: systemd signals the agent only, which drains and then
+    stops the runner itself. WantedBy=cloud-init.target, not multi-user.target: cloud-final runs after
+    multi-user.target and the unit after cloud-final, so that would be an ordering cycle on later boots.
+    (The reasons live here, not in the unit: EC2's 16 KB of user data are counted in bytes.)"""
     after = "network-online.target cloud-final.service" + (" docker.service" if pool.docker else "")
     return f"""[Unit]
 Description=gh-runners agent: GitHub Actions runner of pool {pool.name}
@@ -134,7 +205,6 @@ StartLimitIntervalSec=0
 [Service]
 Type=exec
 ExecStart=/usr/bin/python3 -I {AGENT_PATH}
-# SIGTERM to the agent only: it drains, then stops the runner itself.
 KillMode=mixed
 KillSignal=SIGTERM
 TimeoutStopSec={drain + 600}
@@ -145,8 +215,6 @@ StandardError=journal
 SyslogIdentifier=gh-runners-agent
 
 [Install]
-# Not multi-user.target: cloud-final runs after it, and the unit runs after
-# cloud-final, so that would be an ordering cycle on every later boot.
 WantedBy=cloud-init.target
 """
 
@@ -200,7 +268,8 @@ def agent_file(cloud: str) -> str:
     """
     # The agent is ~40 KB: a 1 MiB dictionary compresses it as well as the
     # preset's 64 MiB one, and the VM then needs 1 MiB, not 65 MiB, to unpack it.
-    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20}]
+    # lc=3, pb=0: literal context and no position bits suit text (a few dozen bytes off the default).
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20, "lc": 3, "pb": 0}]
     payload = lzma.compress(agent_source(cloud).encode(), format=lzma.FORMAT_XZ, filters=filters)
     return ("# gh-runners agent (bootstrap/agent/), xz+base85\n"
             "import base64,lzma\n"
@@ -209,15 +278,26 @@ def agent_file(cloud: str) -> str:
 
 
 def minify(source: str) -> str:
-    """Drop comments, docstrings and blank lines: the bundle is for the VM, the repo keeps them.
+    """Drop comments, docstrings, blank lines and what only mypy reads: the bundle is for the VM, the
+    repo keeps them.
 
-    Docstrings are found with `ast` and comments with `tokenize`, so a `#`
-    inside a string is left alone. The tests run the minified bundle.
+    Docstrings, annotations inside functions and `if TYPE_CHECKING:` blocks
+    are found with `ast`, comments with `tokenize`, so a `#` inside a string is
+    left alone. The tests run the minified bundle.
     """
     lines = source.splitlines(keepends=True)
     drop: set[int] = set()  # 1-based line numbers
     cuts: list[tuple[int, int, int]] = []  # (line, start col, end col) of function annotations
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for statement in tree.body:
+        # `if TYPE_CHECKING:` never runs. `from __future__ import annotations` is not needed once the
+        # annotations left are a class body's (dataclass fields), which Python 3.10 evaluates fine.
+        type_checking = isinstance(statement, ast.If) and isinstance(statement.test, ast.Name) \
+            and statement.test.id == "TYPE_CHECKING" and not statement.orelse
+        future = isinstance(statement, ast.ImportFrom) and statement.module == "__future__"
+        if type_checking or future:
+            drop.update(range(statement.lineno, (statement.end_lineno or statement.lineno) + 1))
+    for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
@@ -237,16 +317,21 @@ def minify(source: str) -> str:
                 arrow = lines[ret.lineno - 1].rfind("->", 0, ret.col_offset)
                 if arrow >= 0:
                     cuts.append((ret.lineno, arrow, ret.end_col_offset or 0))
-    for row, start, end in sorted(cuts, reverse=True):  # right to left keeps columns valid
-        line = lines[row - 1]
-        lines[row - 1] = line[:start].rstrip() + line[end:]
+            # `self.x: T = v` -> `self.x = v` (a class body's annotations stay: dataclasses need them).
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.AnnAssign) and inner.value is not None \
+                        and inner.target.end_lineno == inner.annotation.end_lineno == inner.lineno:
+                    cuts.append((inner.lineno, inner.target.end_col_offset or 0, inner.annotation.end_col_offset or 0))
     inside_strings: set[int] = set()  # blank lines there are part of a value
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         (row, col), end_row = token.start, token.end[0]
-        if token.type == tokenize.COMMENT:
+        if token.type == tokenize.COMMENT:  # before the cuts: `col` counts in the original line
             lines[row - 1] = lines[row - 1][:col].rstrip() + "\n"
         elif end_row > row and token.type != tokenize.NL:
             inside_strings.update(range(row + 1, end_row + 1))
+    for row, start, end in sorted(cuts, reverse=True):  # right to left keeps columns valid
+        line = lines[row - 1]
+        lines[row - 1] = line[:start].rstrip() + line[end:]
     out = []
     for number, line in enumerate(lines, start=1):
         if number in drop:

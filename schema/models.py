@@ -32,7 +32,9 @@ from schema.timezones import validate_time_zone
 # character random suffix; the longest part is "autoscaler" (GCP), and GCP
 # names stop at 63 characters: 32 + 1 + 10 + 8 = 51 leaves room to spare.
 MAX_POOL_NAME = 32
-DEFAULT_RUNNER_VERSION = "2.329.0"
+# "latest": resolved by the VM at boot (a pinned runner behind GitHub's latest release updates itself
+# before its first job: see bootstrap/agent/runner.py); or a pinned X.Y.Z.
+DEFAULT_RUNNER_VERSION = "latest"
 AUTOMATIC_LABELS = ("self-hosted", "linux")
 MAX_LABELS = 100  # GitHub's limit per runner, automatic labels included.
 
@@ -258,7 +260,14 @@ class PoolCommon(Strict):
     )
     docker: StrictBool = Field(default=False, description="Install Docker; makes the runner root-equivalent.")
     sudo: StrictBool = Field(default=False, description="Passwordless sudo for the runner user.")
-    runner_version: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+\.\d+$")] = DEFAULT_RUNNER_VERSION
+    runner_version: Annotated[
+        StrictStr,
+        Field(
+            pattern=r"^(latest|\d+\.\d+\.\d+)$",
+            description="actions/runner release: `latest` (resolved at boot) or a pinned X.Y.Z; "
+            "its sha256 is verified on the VM.",
+        ),
+    ] = DEFAULT_RUNNER_VERSION
     schedules: list[Schedule] = Field(default_factory=list)
     scaling: Scaling = Field(
         default="demand",

@@ -69,9 +69,13 @@ def _github_operations() -> list[tuple[str, str, str]]:
         ]
         if scope != "repo":  # repositories have no runner groups
             ops.append((src, f"{prefix}/runner-groups", "get"))
+            # The ghost sweep lists only its own runner group's runners.
+            ops.append((src, f"{prefix}/runner-groups/{{runner_group_id}}/runners", "get"))
     ops.append((DOTCOM, "/app/installations/{installation_id}/access_tokens", "post"))
     # The runner release metadata (asset digests) the agent verifies the tarball with.
     ops.append((DOTCOM, "/repos/{owner}/{repo}/releases/tags/{tag}", "get"))
+    # runner_version "latest": resolved at boot.
+    ops.append((DOTCOM, "/repos/{owner}/{repo}/releases/latest", "get"))
     return ops
 
 
@@ -177,7 +181,9 @@ def build_github_subset(octokit_dir: Path, version: str) -> dict[str, Any]:
 
 _GCP_METHODS = {
     # api: [(resource path, method name)]
-    "compute.v1": [(("regionInstanceGroupManagers",), "listManagedInstances")],
+    # A VM that is done leaves through its group: get (targetSize), deleteInstances or recreateInstances.
+    "compute.v1": [(("regionInstanceGroupManagers",), name)
+                   for name in ("listManagedInstances", "get", "deleteInstances", "recreateInstances")],
     "secretmanager.v1": [(("projects", "secrets", "versions"), "access")],
 }
 

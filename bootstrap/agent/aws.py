@@ -1,4 +1,4 @@
-"""AWS from inside the instance: IMDSv2, SSM, Auto Scaling lifecycle, EC2.
+"""AWS from inside the instance: IMDSv2, SSM, Auto Scaling (leaving the group, lifecycle), EC2.
 
 Requests to AWS APIs are signed by curl (`--aws-sigv4`) rather than by
 hand-written crypto. The instance-role keys reach curl as a config file on
@@ -12,9 +12,10 @@ import json
 import subprocess
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 from .config import Config, endpoint
-from .http import NetworkError, Response, Retry, expect, fetch
+from .http import NetworkError, Response, Retry, expect, fetch, transient
 from .log import log
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
@@ -78,18 +79,25 @@ class AwsCloud:
     def instance_id(self) -> str:
         return self._imds("instance-id").body.decode().strip()
 
-    def _api(self, service: str, body: str, headers: dict[str, str], what: str) -> Response:
+    def _api(self, service: str, body: str, headers: dict[str, str], what: str,
+             again: Callable[[Response], bool] = transient, retry: Retry | None = None) -> Response:
         """A signed call with the instance role's keys, read from IMDS for this call only."""
         role = self._imds("iam/security-credentials/").body.decode().split()[0]
         keys = json.loads(self._imds(f"iam/security-credentials/{role}").body)
         url = endpoint(service.upper(), f"https://{service}.{self.cfg.region}.amazonaws.com") + "/"
-        answer = self.retry(what, functools.partial(signed, url, service, self.cfg.region, keys, headers, body))
-        del keys
+        call = functools.partial(signed, url, service, self.cfg.region, keys, headers, body)
+        answer = (retry or self.retry)(what, call, again)
+        del keys, call
         return answer
 
-    def _query(self, service: str, params: dict[str, str]) -> Response:
+    def _query(self, service: str, params: dict[str, str], again: Callable[[Response], bool] = transient,
+               retry: Retry | None = None) -> Response:
         """The Query API of EC2 and Auto Scaling (form POST, XML answer)."""
-        return self._api(service, urllib.parse.urlencode(params), FORM, f"{service} {params['Action']}")
+        return self._api(service, urllib.parse.urlencode(params), FORM, f"{service} {params['Action']}", again, retry)
+
+    def _autoscaling(self, action: str, again: Callable[[Response], bool] = transient, retry: Retry | None = None,
+                     **params: str) -> Response:
+        return self._query("autoscaling", {"Action": action, "Version": "2011-01-01", **params}, again, retry)
 
     # --- the credential -----------------------------------------------------
 
@@ -102,25 +110,50 @@ class AwsCloud:
 
     # --- termination --------------------------------------------------------
 
+    def lifecycle_state(self) -> str:
+        """The group's target lifecycle state for us (InService, Terminated, Warmed:*), "" outside a group."""
+        answer = self._imds("autoscaling/target-lifecycle-state", once=True)
+        return answer.body.decode().strip() if answer.status == 200 else ""
+
     def termination_notice(self) -> str | None:
-        """'lifecycle' when the ASG is terminating us, 'spot' on a spot interruption notice."""
+        """'spot' on a spot interruption notice, 'lifecycle' when the ASG is terminating us."""
         try:
-            state = self._imds("autoscaling/target-lifecycle-state", once=True)
-            if state.status == 200 and state.body.strip() == b"Terminated":
-                return "lifecycle"
+            # Spot first: its two minutes are shorter than any hook, and cut a drain short.
             if self._imds("spot/instance-action", once=True).status == 200:
                 return "spot"
+            if self.lifecycle_state() == "Terminated":
+                return "lifecycle"
         except NetworkError:
             pass  # the next poll asks again
         return None
 
-    def complete_termination(self, instance_id: str) -> None:
-        """Let the ASG's termination lifecycle hook continue: we drained."""
+    def leave_group(self, instance_id: str, replace: bool) -> bool:
+        """Leave through the group: TerminateInstanceInAutoScalingGroup, lowering the desired capacity
+        unless `replace` or unless that would go below MinSize, which AWS refuses with a ValidationError
+        ("... will violate group's min size constraint"): then the group replaces us."""
+        for decrement in (False,) if replace else (True, False):
+            answer = self._autoscaling("TerminateInstanceInAutoScalingGroup", InstanceId=instance_id,
+                                       ShouldDecrementDesiredCapacity=str(decrement).lower())
+            if answer.status == 400 and b"min size constraint" in answer.body:
+                log.info("the group is at its minimum size: it replaces this VM")
+                continue
+            expect(answer, "autoscaling TerminateInstanceInAutoScalingGroup")
+            log.info("left group %s (%s)", self.cfg.group, "desired capacity lowered" if decrement else "replaced")
+            return True
+        return False
+
+    def complete_termination(self, instance_id: str, wait: float = 0) -> None:
+        """Let the ASG's termination lifecycle hook continue: we drained. `wait`: how long the action may
+        take to appear (right after our own TerminateInstanceInAutoScalingGroup it is not there yet)."""
         hook = self.cfg.lifecycle_hook
-        answer = self._query("autoscaling", {
-            "Action": "CompleteLifecycleAction", "Version": "2011-01-01", "AutoScalingGroupName": self.cfg.group,
-            "LifecycleHookName": hook, "InstanceId": instance_id, "LifecycleActionResult": "CONTINUE"})
-        if answer.status == 400 and b"No active Lifecycle Action" in answer.body:
+        if not hook:
+            return
+        pending = b"No active Lifecycle Action"
+        answer = self._autoscaling(
+            "CompleteLifecycleAction", lambda r: transient(r) or bool(wait and r.status == 400 and pending in r.body),
+            Retry(wait, self.retry.base) if wait else None, AutoScalingGroupName=self.cfg.group,
+            LifecycleHookName=hook, InstanceId=instance_id, LifecycleActionResult="CONTINUE")
+        if answer.status == 400 and pending in answer.body:
             log.info("no termination lifecycle action is pending for %s", instance_id)
             return
         expect(answer, "autoscaling CompleteLifecycleAction")

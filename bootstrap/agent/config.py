@@ -14,6 +14,8 @@ import shlex
 from typing import Any
 
 CONFIG_PATH = "/etc/gh-runners/config.json"
+# The apt and dpkg locks, in the order apt takes them (lists: `apt-get update`).
+APT_LOCKS = "/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock"
 
 
 def env(name: str, default: str) -> str:
@@ -23,6 +25,10 @@ def env(name: str, default: str) -> str:
 def endpoint(name: str, default: str) -> str:
     """A service base URL without trailing slash: GH_RUNNERS_<name>_URL or the real one."""
     return env(f"{name}_URL", default).rstrip("/")
+
+
+def number(name: str, default: Any) -> float:
+    return float(env(name, str(default)))
 
 
 class Config:
@@ -38,34 +44,54 @@ class Config:
         self.api_url: str = github["api_url"].rstrip("/")
         self.web_url: str = github["web_url"].rstrip("/")
         self.runner_group: str = doc["runner_group"]
+        # Known in advance (repositories: the default group 1; stack-managed groups): no lookup at boot.
+        self.runner_group_id: int | None = doc.get("runner_group_id")
+        # `<pool>-<hash of the deployment's group>`: runner names unique per project and stack.
+        self.prefix: str = doc.get("runner_prefix") or self.pool
         self.ephemeral = bool(doc["ephemeral"])
-        self.version: str = runner["version"]
+        self.version: str = runner["version"]  # "latest" or X.Y.Z
         self.arch: str = runner["arch"]
+        self.sha256: str = runner.get("sha256", "")  # known before boot for a pinned version
+        self.url: str = runner.get("url", "")
         self.docker = bool(doc["docker"])
         self.secret: str = where["secret"]  # SSM parameter name | projects/P/secrets/S
         self.region = str(where.get("region", ""))
         self.group = str(where.get("group", ""))  # ASG name | MIG name
         self.lifecycle_hook = str(where.get("lifecycle_hook", ""))
         self.project = str(where.get("project", ""))
-        self.drain_seconds = float(env("DRAIN_SECONDS", str(doc.get("drain_seconds", 3000))))
+        self.floor: dict[str, Any] = doc.get("floor") or {}  # GCP: {"size": n, "schedules": [...]}
+        self.drain_seconds = number("DRAIN_SECONDS", doc.get("drain_seconds", 3000))
+        # Deregistering (fresh credential + DELETE, with retries) must fit in what is left of a window.
+        self.leave_seconds = number("LEAVE_SECONDS", doc.get("leave_seconds", 20))
         self.setup_script = env("SETUP_SCRIPT", doc.get("setup_script", ""))
         # Machine facts: the tests point these at temporary directories and network namespaces.
         self.runner_dir = env("RUNNER_DIR", "/opt/actions-runner")
         self.runner_user = env("RUNNER_USER", "runner")
-        self.state_dir = env("STATE_DIR", "/run/gh-runners")
+        self.state_dir = env("STATE_DIR", "/run/gh-runners")  # per boot
+        self.lib_dir = env("LIB_DIR", "/var/lib/gh-runners")  # across boots: the installed version, failures
         # Runner releases live on github.com even for GHES targets.
         self.releases_url = endpoint("RELEASES", "https://api.github.com")
         self.iptables = shlex.split(env("IPTABLES", "iptables -w"))
+        self.ip6tables = shlex.split(env("IP6TABLES", "ip6tables -w"))
         self.poweroff = shlex.split(env("POWEROFF", "systemctl poweroff --no-block"))
-        self.retry_seconds = float(env("RETRY_SECONDS", "300"))
-        self.retry_base = float(env("RETRY_BASE", "1"))
-        self.poll_seconds = float(env("POLL_SECONDS", "5"))  # IMDS termination notices: local and cheap
+        self.apt_locks = env("APT_LOCKS", APT_LOCKS).split()
+        self.apt_wait = number("APT_WAIT", 900)
+        self.retry_seconds = number("RETRY_SECONDS", 300)
+        self.retry_base = number("RETRY_BASE", 1)
+        self.rate_limit_wait = number("RATE_LIMIT_WAIT", 60)
+        self.poll_seconds = number("POLL_SECONDS", 5)  # IMDS termination notices: local and cheap
+        self.spot_notice = number("SPOT_NOTICE_SECONDS", 120)  # EC2: two minutes from notice to interruption
         # GitHub `busy` checks while draining: a fleet shares one credential's rate limit.
-        self.busy_poll_seconds = float(env("BUSY_POLL_SECONDS", "30"))
+        self.busy_poll_seconds = number("BUSY_POLL_SECONDS", 30)
         # How long a stopping runner gets before SIGKILL: part of the drain
         # budget, so a short platform window (GCE: 120 s, spot 30 s) still
         # leaves time to deregister.
-        self.stop_seconds = float(env("STOP_SECONDS", str(min(60.0, max(5.0, self.drain_seconds / 6)))))
+        self.stop_seconds = number("STOP_SECONDS", min(60.0, max(5.0, self.drain_seconds / 6)))
+        # Boot failures in a row before the VM leaves its group to be replaced.
+        self.failure_limit = int(number("FAILURE_LIMIT", 5))
+        # The ghost sweep runs on this share of boots (GitHub drops offline ephemeral runners after a day).
+        self.sweep_chance = number("SWEEP_CHANCE", 0.1 if self.ephemeral else 1)
+        self.sweep_delay = number("SWEEP_DELAY", 60)  # spread over this many seconds after run.sh started
 
     @property
     def runner_url(self) -> str:

@@ -1,13 +1,18 @@
-"""GCP from inside the instance: metadata server, Secret Manager, Compute."""
+"""GCP from inside the instance: metadata server, Secret Manager, Compute (leaving the MIG)."""
 
 from __future__ import annotations
 
 import base64
 import functools
+import json
 import urllib.parse
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from .config import Config, endpoint
 from .http import Response, Retry, expect, fetch
+from .log import log
 
 
 class GcpCloud:
@@ -31,10 +36,12 @@ class GcpCloud:
         token: str = self._meta("instance/service-accounts/default/token").json()["access_token"]
         return token
 
-    def _api(self, method: str, url: str, what: str) -> Response:
+    def _api(self, method: str, url: str, what: str, body: Any = None) -> Response:
         token = self._access_token()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         data = b"" if method == "POST" else None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
         answer = self.retry(what, functools.partial(fetch, method, url, headers=headers, data=data))
         del token, headers
         return expect(answer, what)
@@ -49,13 +56,33 @@ class GcpCloud:
         # shutdown: systemd stops the agent with SIGTERM, nothing to poll.
         return None
 
-    def complete_termination(self, instance_id: str) -> None:
+    def lifecycle_state(self) -> str:
+        return ""
+
+    def complete_termination(self, instance_id: str, wait: float = 0) -> None:
         return None
+
+    @property
+    def _manager(self) -> str:
+        return (f"{self.compute}/compute/v1/projects/{self.cfg.project}/regions/{self.cfg.region}"
+                f"/instanceGroupManagers/{self.cfg.group}")
+
+    def leave_group(self, instance_id: str, replace: bool) -> bool:
+        """Leave through the MIG: deleteInstances, which lowers its targetSize, unless that would go below
+        the pool's floor now (or `replace`): then recreateInstances, and the group replaces us."""
+        zone = self._meta("instance/zone").body.decode().strip().rsplit("/", 1)[-1]
+        name = self._meta("instance/name").body.decode().strip()
+        size = int(self._api("GET", self._manager, "Compute instanceGroupManagers.get").json()["targetSize"])
+        floor = current_floor(self.cfg.floor, datetime.now(timezone.utc))
+        verb = "recreateInstances" if replace or size - 1 < floor else "deleteInstances"
+        self._api("POST", f"{self._manager}/{verb}", f"Compute {verb}",
+                  {"instances": [f"zones/{zone}/instances/{name}"]})
+        log.info("left group %s: %s (target size %d, floor %d)", self.cfg.group, verb, size, floor)
+        return True
 
     def alive_instances(self) -> set[str]:
         """Numeric ids of this MIG's instances (any state: a listed instance still exists)."""
-        base = (f"{self.compute}/compute/v1/projects/{self.cfg.project}/regions/{self.cfg.region}"
-                f"/instanceGroupManagers/{self.cfg.group}/listManagedInstances")
+        base = f"{self._manager}/listManagedInstances"
         alive: set[str] = set()
         page = ""
         while True:
@@ -66,3 +93,36 @@ class GcpCloud:
             if not page:
                 return alive
 
+
+
+# --- the floor: min, moved by the pool's schedules ---------------------------------
+
+
+def current_floor(floor: dict[str, Any], now: datetime) -> int:
+    """The size the pool's schedules hold now (the one that fired last), else its min."""
+    size, latest = int(floor.get("min", 0)), None
+    for schedule in floor.get("schedules", []):
+        fired = last_firing(schedule, now)
+        if fired is not None and (latest is None or fired > latest):
+            size, latest = int(schedule["desired"]), fired
+    return size
+
+
+def last_firing(schedule: dict[str, Any], now: datetime) -> datetime | None:
+    """When a schedule (cron fields expanded by the renderer) last fired before `now`, within a year."""
+    zone = ZoneInfo(schedule["time_zone"])
+    local = now.astimezone(zone)
+    minutes, hours, days, months, weekdays = (set(schedule[k]) for k in ("minutes", "hours", "days", "months",
+                                                                          "weekdays"))
+    times = sorted(((h, m) for h in hours for m in minutes), reverse=True)
+    for back in range(367):
+        day = local.date() - timedelta(days=back)
+        in_month, in_week = day.day in days, day.isoweekday() % 7 in weekdays
+        # Vixie cron: when both day fields are restricted, a day matching either fires.
+        if day.month not in months or not ((in_month or in_week) if schedule["either"] else in_month and in_week):
+            continue
+        for hour, minute in times:
+            when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+            if when <= local:
+                return when
+    return None

@@ -1,27 +1,47 @@
-"""The actions/runner binary: download and verify, configure, run as the runner user, stop."""
+"""The actions/runner binary: resolve and verify, install root-owned, its dependencies, configure, run, stop.
+
+The install belongs to root: every file of the release is root's and read-only
+to the runner user, in a directory that is root's but sticky and writable by
+the runner's group, so the runner can create its own files (`.runner`,
+`_work`, `_diag`) but can neither change nor replace root's (a job cannot swap
+config.sh, which receives the next registration token, or bin/). The runner
+therefore cannot update itself; the agent installs the verified release the
+pool asks for ("latest" is resolved at every boot) and, if GitHub asks a
+runner to update anyway, installs that version itself.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
+from . import state
 from .config import Config
-from .github import GitHub
-from .http import AgentError, NetworkError, Response
+from .http import AgentError, NetworkError, Response, Retry
 from .log import log
 
-MARKER = ".runner-version"  # a prebaked image carries it to skip the download
+MARKER = "runner-version"  # in root's own state directory: "<version> linux-<arch>"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Registration state the runner writes; since v2.323.0 also the migrated names, which count as "configured"
+# too (actions/runner src/Runner.Common/ConfigurationStore.cs IsConfigured, HostContext.cs GetConfigFile).
+RUNNER_FILES = (".runner", ".runner_migrated", ".credentials", ".credentials_migrated", ".credentials_rsaparams")
+# What config.sh checks before it configures (src/Misc/layoutroot/config.sh): these .NET libraries'
+# dependencies (ldd) and libicu (ldconfig).
+CORE_LIBS = ("libcoreclr.so", "libSystem.Security.Cryptography.Native.OpenSsl.so", "libSystem.IO.Compression.Native.so")
 
 
 def account(name: str) -> pwd.struct_passwd:
@@ -31,25 +51,52 @@ def account(name: str) -> pwd.struct_passwd:
         raise AgentError(f"user {name!r} does not exist (cloud-init creates it)") from None
 
 
+def wait_for_apt(cfg: Config) -> None:
+    """Wait (bounded) until no apt or dpkg run holds its locks: on a first boot apt's daily jobs hold them
+    for minutes, and an `apt-get update` in a setup script would fail at once."""
+    deadline = time.monotonic() + cfg.apt_wait
+    for path in cfg.apt_locks:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # no such lock on this image
+        try:
+            while True:
+                try:  # the fcntl write lock apt takes (apt-pkg GetLock): free when we can take it
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AgentError(f"{path} still held after {cfg.apt_wait:.0f}s") from None
+                    log.info("waiting for %s (apt or dpkg is running)", path)
+                    time.sleep(1)
+        finally:
+            os.close(fd)
+
+
 def run_setup_script(cfg: Config) -> None:
     """The pool's setup script, as root, once per boot, before the runner exists."""
     path = cfg.setup_script
-    if not path or not os.path.exists(path):
+    if not path or not os.path.exists(path) or state.read(cfg.state_dir, "setup-done"):
         return
-    done = os.path.join(cfg.state_dir, "setup-done")
-    if os.path.exists(done):
-        return
+    wait_for_apt(cfg)
     log.info("running the pool's setup script %s", path)
     env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
     code = subprocess.run([path], cwd="/", env=env, stdin=subprocess.DEVNULL, check=False).returncode
     if code != 0:
         raise AgentError(f"the pool's setup script {path} failed with exit code {code}")
-    os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
-    with open(done, "w", encoding="utf-8"):
-        pass
+    state.write(cfg.state_dir, "setup-done", "1")
 
 
-# --- install -----------------------------------------------------------------
+# --- which release --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    url: str
+    sha256: str
 
 
 def expected_sha256(release: dict[str, Any], asset_name: str, platform: str) -> str:
@@ -61,41 +108,66 @@ def expected_sha256(release: dict[str, Any], asset_name: str, platform: str) -> 
     found = re.search(rf"<!-- BEGIN SHA {re.escape(platform)} -->\s*([0-9a-fA-F]{{64}})\s*<!-- END SHA "
                       rf"{re.escape(platform)} -->", release.get("body") or "")
     if not found:
-        raise AgentError(f"release v{release.get('tag_name', '?')} publishes no sha256 for {asset_name}; refusing it")
+        raise AgentError(f"release {release.get('tag_name', '?')} publishes no sha256 for {asset_name}; refusing it")
     return found[1].lower()
 
 
-def install(cfg: Config, gh: GitHub, user: pwd.struct_passwd) -> None:
-    platform = f"linux-{cfg.arch}"
-    stamp = f"{cfg.version} {platform}"
-    marker = os.path.join(cfg.runner_dir, MARKER)
-    if _read(marker) == stamp:
-        log.info("runner %s already installed in %s", stamp, cfg.runner_dir)
-        return
-    name = f"actions-runner-{platform}-{cfg.version}.tar.gz"
-    release = gh.release(cfg.version)
-    asset = next((a for a in release.get("assets", []) if a.get("name") == name), None)
+def release_of(doc: dict[str, Any], arch: str) -> Release:
+    """The tarball for `arch` in a release's metadata, with its published digest."""
+    version = str(doc.get("tag_name", "")).removeprefix("v")
+    name = f"actions-runner-linux-{arch}-{version}.tar.gz"
+    asset = next((a for a in doc.get("assets", []) if a.get("name") == name), None)
     if asset is None:
-        raise AgentError(f"release v{cfg.version} has no asset {name}")
-    want = expected_sha256(release, name, platform)
-    os.makedirs(cfg.runner_dir, exist_ok=True)
+        raise AgentError(f"release v{version} has no asset {name}")
+    return Release(version, str(asset["browser_download_url"]), expected_sha256(doc, name, f"linux-{arch}"))
+
+
+def installed(cfg: Config) -> str:
+    """The installed version, if the install is root's and intact."""
+    stamp = state.read(cfg.lib_dir, MARKER)
+    with contextlib.suppress(OSError):
+        for path in (cfg.runner_dir, os.path.join(cfg.runner_dir, "bin")):
+            st = os.lstat(path)
+            if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.geteuid():
+                return ""
+        version, _, platform = stamp.partition(" ")
+        return version if platform == f"linux-{cfg.arch}" else ""
+    return ""
+
+
+# --- install -----------------------------------------------------------------
+
+
+def install(cfg: Config, release: Release, user: pwd.struct_passwd, retry: Retry) -> None:
+    if installed(cfg) == release.version:
+        log.info("runner %s already installed in %s", release.version, cfg.runner_dir)
+        return
+    name = release.url.rsplit("/", 1)[-1]
     parent = os.path.dirname(os.path.abspath(cfg.runner_dir))
+    fresh = f"{cfg.runner_dir}.new"
     with tempfile.NamedTemporaryFile(dir=parent, prefix=".runner-", suffix=".tar.gz") as tmp:
         log.info("downloading %s", name)
-        url = asset["browser_download_url"]
-        answer = gh.retry(f"download {name}", lambda: _download(url, tmp))
+        answer = retry(f"download {name}", lambda: _download(release.url, tmp))
         if answer.status != 200:
             raise AgentError(f"download {name}: HTTP {answer.status}")
         got = answer.body.decode()
-        if got != want:
-            raise AgentError(f"{name}: sha256 {got} does not match the published {want}; refusing to install it")
+        if got != release.sha256:
+            raise AgentError(f"{name}: sha256 {got} does not match the published {release.sha256}; "
+                             "refusing to install it")
         tmp.seek(0)
+        shutil.rmtree(fresh, ignore_errors=True)
+        os.mkdir(fresh, 0o700)  # nobody else sees it until it is complete
         with tarfile.open(fileobj=tmp, mode="r:gz") as tar:
-            _extract(tar, cfg.runner_dir)
-    _chown_tree(cfg.runner_dir, user)
-    with open(marker, "w", encoding="utf-8") as f:
-        f.write(stamp + "\n")
-    log.info("installed runner %s (sha256 %s verified)", stamp, want)
+            _extract(tar, fresh)
+    _own(fresh)
+    os.chown(fresh, 0, user.pw_gid)
+    # Sticky: the runner's group may add files, only their owner may remove them.
+    os.chmod(fresh, 0o1775)  # noqa: S103 - group write is the point, the sticky bit what makes it safe
+    state.remove(cfg.lib_dir, MARKER)
+    shutil.rmtree(cfg.runner_dir, ignore_errors=True)  # never follows a symlink the runner left in it
+    os.rename(fresh, cfg.runner_dir)
+    state.write(cfg.lib_dir, MARKER, f"{release.version} linux-{cfg.arch}")
+    log.info("installed runner %s (sha256 %s verified)", release.version, release.sha256)
 
 
 def _download(url: str, out: Any) -> Response:
@@ -137,19 +209,66 @@ def _extract(tar: tarfile.TarFile, dest: str) -> None:
     tar.extractall(dest)  # noqa: S202 - members checked above
 
 
-def _chown_tree(path: str, user: pwd.struct_passwd) -> None:
+def _own(path: str) -> None:
+    """Everything below `path` root's, and writable by root only."""
     for top, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
-            os.lchown(os.path.join(top, name), user.pw_uid, user.pw_gid)
-    os.chown(path, user.pw_uid, user.pw_gid)
+            full = os.path.join(top, name)
+            os.lchown(full, 0, 0)
+            if not os.path.islink(full):
+                os.chmod(full, os.lstat(full).st_mode & 0o755)
 
 
-def _read(path: str) -> str:
+def update_request(cfg: Config) -> str:
+    """The newer version GitHub told the runner to update to: it creates `bin.<version>` next to root's
+    bin/ (actions/runner src/Runner.Listener/SelfUpdater.cs CopyLatestRunnerToRoot) and cannot go further.
+    Only a newer release counts (a job cannot make root install an older one)."""
+    current = [int(n) for n in installed(cfg).split(".") if n.isdigit()]
+    with contextlib.suppress(OSError), os.scandir(cfg.runner_dir) as entries:
+        for entry in entries:
+            found = re.fullmatch(r"bin\.(\d+)\.(\d+)\.(\d+)", entry.name)
+            if found and entry.stat(follow_symlinks=False).st_uid != os.geteuid() \
+                    and [int(n) for n in found.groups()] > current:
+                return entry.name[4:]
+    return ""
+
+
+# --- dependencies --------------------------------------------------------------
+
+
+def missing_dependencies(cfg: Config) -> list[str]:
+    """What config.sh would report missing, checked the same way (ldd on .NET's libraries, ldconfig)."""
+    missing = []
+    for lib in CORE_LIBS:
+        path = os.path.join(cfg.runner_dir, "bin", lib)
+        if os.path.exists(path) and "not found" in _output(["ldd", path]):
+            missing.append(lib)
+    if "libicu" not in _output(["ldconfig", "-NXv"]):
+        missing.append("libicu")
+    return missing
+
+
+def ensure_dependencies(cfg: Config) -> None:
+    """Install the runner's dependencies with its own bin/installdependencies.sh, only if any is missing."""
+    missing = missing_dependencies(cfg)
+    if not missing:
+        return
+    log.info("the runner's dependencies are missing (%s): running bin/installdependencies.sh", ", ".join(missing))
+    wait_for_apt(cfg)
+    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
+    code = subprocess.run([os.path.join(cfg.runner_dir, "bin", "installdependencies.sh")], cwd=cfg.runner_dir,
+                          env=env, stdin=subprocess.DEVNULL, check=False).returncode
+    still = missing_dependencies(cfg)
+    if code != 0 or still:
+        raise AgentError(f"bin/installdependencies.sh exited with {code}; still missing: {', '.join(still) or '-'}")
+
+
+def _output(argv: list[str]) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
         return ""
+    return done.stdout + done.stderr
 
 
 # --- configure and run ---------------------------------------------------------
@@ -180,13 +299,13 @@ def _as_user(user: pwd.struct_passwd) -> dict[str, Any]:
 
 def configure(cfg: Config, user: pwd.struct_passwd, name: str, token: str) -> None:
     """Persistent pools: config.sh with a registration token (passed in the environment, not argv)."""
-    for stale in (".runner", ".credentials", ".credentials_rsaparams"):
-        # A previous boot's registration: --replace re-registers under the same name.
-        path = os.path.join(cfg.runner_dir, stale)
-        if os.path.exists(path):
-            os.remove(path)
-    argv = [os.path.join(cfg.runner_dir, "config.sh"), "--unattended", "--replace", "--url", cfg.runner_url,
-            "--name", name, "--labels", ",".join(cfg.labels), "--work", "_work"]
+    for stale in RUNNER_FILES:
+        # A previous boot's registration, migrated or not: --replace re-registers under the same name.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(cfg.runner_dir, stale))
+    # --disableupdate: the runner cannot replace root's files; the agent installs new releases itself.
+    argv = [os.path.join(cfg.runner_dir, "config.sh"), "--unattended", "--replace", "--disableupdate", "--url",
+            cfg.runner_url, "--name", name, "--labels", ",".join(cfg.labels), "--work", "_work"]
     if cfg.scope != "repository":
         argv += ["--runnergroup", cfg.runner_group]
     log.info("configuring runner %s for %s", name, cfg.runner_url)

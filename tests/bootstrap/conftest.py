@@ -162,12 +162,13 @@ def runner_release(github: GitHubDouble, shared_tmp: Path, tmp_path: Path) -> Ru
     records = Path(tempfile.mkdtemp(prefix="record-", dir=shared_tmp))
     records.chmod(0o1777)
     record = records / "runner-calls.jsonl"
+    ldcache = records / "ld.so.cache.txt"
     dist = tmp_path / "dist"
     dist.mkdir()
-    x64 = build_runner_tarball(dist, DEFAULT_VERSION, "x64", control_url=github.url, record=record)
-    arm = build_runner_tarball(dist, DEFAULT_VERSION, "arm64", control_url=github.url, record=record)
+    x64 = build_runner_tarball(dist, DEFAULT_VERSION, "x64", control_url=github.url, record=record, ldcache=ldcache)
+    arm = build_runner_tarball(dist, DEFAULT_VERSION, "arm64", control_url=github.url, record=record, ldcache=ldcache)
     published = github.add_runner_release(DEFAULT_VERSION, {"linux-x64": x64, "linux-arm64": arm})
-    return RunnerRelease(DEFAULT_VERSION, x64, published[x64.name], record)
+    return RunnerRelease(DEFAULT_VERSION, x64, published[x64.name], record, ldcache)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ import yaml
 from doubles.aws import AwsEnv
 from doubles.gcp import GcpDoubles
 from doubles.github import GitHubDouble, Scope, app_keypair
-from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease
+from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_tarball
 
 from bootstrap.cloud_config import AGENT_PATH, CONFIG_PATH, render_user_data
 from schema.models import AwsPool, GcpPool, GitHubTarget
@@ -51,13 +51,22 @@ printf '%s\\n' "$0 $*" >> {log}
 exec {real} "$@"
 """
 FAKE_IPTABLES = """#!/bin/sh
-printf '%s\\n' "iptables $*" >> {log}
+printf '%s\\n' "$(basename "$0") $*" >> {log}
 case "$1" in -C|-L|-n) exit 1;; esac
 exit 0
+"""
+# The VM's linker cache: the fake runner's (see RunnerRelease.ldcache) when the test wrote one.
+LDCONFIG = """#!/bin/sh
+if [ -f {cache} ]; then cat {cache}; exit 0; fi
+exec /sbin/ldconfig "$@"
 """
 POWEROFF = """#!/bin/sh
 touch {marker}
 """
+# Another agent to run these tests against, e.g. the last release's bootstrap/agent/ (to watch a new test
+# fail on the code it was written for): GHR_TEST_AGENT_DIR=/path/to/agent venv/bin/python -m pytest ...
+# Such an agent gets the pinned fake release, as it knew no "latest".
+OTHER_AGENT = os.environ.get("GHR_TEST_AGENT_DIR")
 
 
 @dataclass
@@ -131,7 +140,12 @@ class Vm:
 
     @property
     def runner_name(self) -> str:
-        return f"{POOL}-{self.instance_id}"
+        return f"{self.config['runner_prefix']}-{self.instance_id}"
+
+    @property
+    def prefix(self) -> str:
+        """`<pool>-<hash of this deployment's group>`: what its runner names start with."""
+        return str(self.config["runner_prefix"])
 
     @property
     def runner_dir(self) -> Path:
@@ -149,6 +163,17 @@ class Vm:
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
         return self.release.records(event)
 
+    def publish_runner(self, version: str) -> RunnerRelease:
+        """Publish another release of the fake runner (x64 and arm64), recording where this VM's does."""
+        dist = self.root / "dist"
+        dist.mkdir(exist_ok=True)
+        tarballs = {f"linux-{arch}": build_runner_tarball(dist, version, arch, control_url=self.github.url,
+                                                          record=self.release.record, ldcache=self.release.ldcache)
+                    for arch in ("x64", "arm64")}
+        published = self.github.add_runner_release(version, tarballs)
+        x64 = tarballs["linux-x64"]
+        return RunnerRelease(version, x64, published[x64.name], self.release.record, self.release.ldcache)
+
     def republish_runner(self, **kw: Any) -> RunnerRelease:
         """Publish the fake runner again with ``GitHubDouble.add_runner_release`` options
         (``corrupt``, ``digest_in``), replacing the fixture's release."""
@@ -156,14 +181,22 @@ class Vm:
         return RunnerRelease(self.release.version, self.release.tarball, published[self.release.tarball.name],
                              self.release.record)
 
+    @property
+    def lib_dir(self) -> Path:
+        """Root's own state across boots (the agent's /var/lib/gh-runners)."""
+        return self.root / "lib"
+
     def prebake_runner(self) -> None:
-        """The pinned runner already in place, as on a prebaked image; any download now fails."""
+        """The runner already in place, as on a prebaked image (root's, with root's version marker);
+        any download now fails. The pool should pin the version: `latest` would still look it up."""
         self.github.releases.clear()
         self.runner_dir.mkdir()
         with tarfile.open(self.release.tarball) as tar:
             tar.extractall(self.runner_dir, **DATA_FILTER)  # noqa: S202 - our own tarball
-        (self.runner_dir / ".runner-version").write_text(f"{self.release.version} linux-x64\n")
-        self.give_to_runner(self.runner_dir)
+        self.runner_dir.chmod(0o1775)
+        os.chown(self.runner_dir, 0, pwd.getpwnam(RUNNER_USER).pw_gid)
+        self.lib_dir.mkdir(mode=0o700, exist_ok=True)
+        (self.lib_dir / "runner-version").write_text(f"{self.release.version} linux-x64\n")
 
     def give_to_runner(self, *paths: Path) -> None:
         """chown each path (and everything below it) to the runner user."""
@@ -255,7 +288,8 @@ def make_root() -> Path:
     log = root / "argv.log"
     for tool in ("curl", "openssl"):
         _write(root / "bin" / tool, SHIM.format(log=log, real=shutil.which(tool, path="/usr/bin:/bin")))
-    _write(root / "bin" / "iptables", FAKE_IPTABLES.format(log=log))
+    for tool in ("iptables", "ip6tables"):
+        _write(root / "bin" / tool, FAKE_IPTABLES.format(log=log))
     _write(root / "bin" / "poweroff", POWEROFF.format(marker=root / "poweroff"))
     return root
 
@@ -281,14 +315,33 @@ def credential(github: GitHubDouble, kind: str, scope: str) -> tuple[str, list[s
 
 
 def render(cloud: str, scope: str, location: dict[str, str], *, url: str = "https://github.com",
-           **pool: Any) -> tuple[str, dict[str, Any]]:
+           group_id: int | None = None, **pool: Any) -> tuple[str, dict[str, Any]]:
     """(agent.py, config.json) exactly as the rendered user data writes them."""
-    fields = {"name": POOL, "provider": cloud, "labels": ["e2e"], "runner_version": DEFAULT_VERSION, **pool}
+    fields = {"name": POOL, "provider": cloud, "labels": ["e2e"], **pool}
+    if OTHER_AGENT:
+        fields.setdefault("runner_version", DEFAULT_VERSION)
     model = AwsPool.model_validate(fields) if cloud == "aws" else GcpPool.model_validate(fields)
     target = GitHubTarget.model_validate({scope: TARGETS[scope], "url": url})
-    doc = yaml.safe_load(render_user_data(model, target, location))
+    with _agent_from(OTHER_AGENT):
+        doc = yaml.safe_load(render_user_data(model, target, location, runner_group_id=group_id))
     files = {f["path"]: f["content"] for f in doc["write_files"]}
     return files[AGENT_PATH], json.loads(files[CONFIG_PATH])
+
+
+@contextlib.contextmanager
+def _agent_from(directory: str | None) -> Iterator[None]:
+    if directory is None:
+        yield
+        return
+    import bootstrap.cloud_config as cloud_config
+
+    saved, cloud_config.AGENT_DIR = cloud_config.AGENT_DIR, Path(directory)
+    cloud_config.agent_file.cache_clear()
+    try:
+        yield
+    finally:
+        cloud_config.AGENT_DIR = saved
+        cloud_config.agent_file.cache_clear()
 
 
 @pytest.fixture(name="vm_factory")
@@ -301,8 +354,10 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
     """
     made: list[Vm] = []
 
-    def make(cloud: str, scope: str = "organization", kind: str = "pat", *, ghes: bool = False, **pool: Any) -> Vm:
+    def make(cloud: str, scope: str = "organization", kind: str = "pat", *, ghes: bool = False, min_size: int = 0,
+             group_id: int | None = None, **pool: Any) -> Vm:
         root = make_root()
+        _write(root / "bin" / "ldconfig", LDCONFIG.format(cache=runner_release.ldcache))
         scope_obj = github_scope(github, scope)
         secret, hidden = credential(github, kind, scope)
         env = {
@@ -312,20 +367,27 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
             "GH_RUNNERS_RUNNER_DIR": str(root / "actions-runner"),
             "GH_RUNNERS_RUNNER_USER": RUNNER_USER,
             "GH_RUNNERS_STATE_DIR": str(root / "state"),
+            "GH_RUNNERS_LIB_DIR": str(root / "lib"),
             "GH_RUNNERS_RELEASES_URL": github.url,
             "GH_RUNNERS_IPTABLES": str(root / "bin" / "iptables"),
+            "GH_RUNNERS_IP6TABLES": str(root / "bin" / "ip6tables"),
+            "GH_RUNNERS_APT_LOCKS": str(root / "apt.lock"),  # not the test machine's dpkg lock
             "GH_RUNNERS_POWEROFF": str(root / "bin" / "poweroff"),
             "GH_RUNNERS_RETRY_SECONDS": "4",
             "GH_RUNNERS_RETRY_BASE": "0.02",
             "GH_RUNNERS_POLL_SECONDS": "0.1",
             "GH_RUNNERS_BUSY_POLL_SECONDS": "0.1",
             "GH_RUNNERS_STOP_SECONDS": "5",
+            "GH_RUNNERS_LEAVE_SECONDS": "4",
+            "GH_RUNNERS_RATE_LIMIT_WAIT": "0.3",  # GitHub asks for a minute; the tests check it is waited
+            "GH_RUNNERS_SWEEP_CHANCE": "1",
+            "GH_RUNNERS_SWEEP_DELAY": "0",
         }
         if cloud == "aws":
             aws: AwsEnv = request.getfixturevalue("aws")
             aws.create_role(aws.imds.instance.role_name)
             aws.put_secure_parameter("/gh-runners/pool/credential", secret)
-            instance_id = aws.create_asg("pool-asg", desired=2)[0]
+            instance_id = aws.create_asg("pool-asg", desired=2, min_size=min_size)[0]
             aws.become(instance_id)
             location = {"cloud": "aws", "secret": "/gh-runners/pool/credential", "region": aws.region,
                         "group": "pool-asg", "lifecycle_hook": "drain"}
@@ -343,7 +405,7 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
         if ghes:
             github.api_prefix = "/api/v3"
         agent_source, config = render(cloud, scope, location, url="https://ghe.example.com" if ghes else
-                                      "https://github.com", **pool)
+                                      "https://github.com", group_id=group_id, **pool)
         config["github"]["api_url"] = github.api_url  # the double stands for the target's API
         env["GH_RUNNERS_RELEASES_URL"] = github.api_url
         vm = Vm(root, cloud, github, scope_obj, instance_id, env, config, agent_source, runner_release,

@@ -21,21 +21,27 @@ from bootstrap.agent.log import redact
 
 LABELS = ["self-hosted", "e2e"]
 METADATA = "169.254.169.254"
+METADATA6 = ("fd00:ec2::254", "fd20:ce::254")  # AWS IMDS, GCE metadata server over IPv6
 IPTABLES = shutil.which("iptables", path="/usr/sbin:/sbin") or "iptables"  # the real one, not the harness's fake
+IP6TABLES = shutil.which("ip6tables", path="/usr/sbin:/sbin") or "ip6tables"
 LISTENER = f"""
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("{METADATA}", 80))
-s.listen(8)
+import selectors, socket
+sel = selectors.DefaultSelector()
+for family, address in [(socket.AF_INET, "{METADATA}"), *((socket.AF_INET6, a) for a in {METADATA6!r})]:
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((address, 80))
+    s.listen(8)
+    sel.register(s, selectors.EVENT_READ)
 print("ready", flush=True)
 while True:
-    s.accept()[0].close()
+    for key, _ in sel.select():
+        key.fileobj.accept()[0].close()
 """
-PROBE = f"""
+PROBE = """
 import socket, sys
 try:
-    socket.create_connection(("{METADATA}", 80), timeout=5).close()
+    socket.create_connection((sys.argv[1], 80), timeout=5).close()
 except OSError as error:
     sys.exit(type(error).__name__)
 print("connected")
@@ -57,6 +63,8 @@ def netns() -> Iterator[str]:
     try:
         assert _ip("-n", name, "link", "set", "lo", "up").returncode == 0
         assert _ip("-n", name, "addr", "add", f"{METADATA}/32", "dev", "lo").returncode == 0
+        for address in METADATA6:
+            assert _ip("-n", name, "addr", "add", f"{address}/128", "dev", "lo", "nodad").returncode == 0
         listener = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", LISTENER],
                                     stdout=subprocess.PIPE, text=True)
         assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
@@ -68,15 +76,15 @@ def netns() -> Iterator[str]:
         _ip("netns", "del", name)
 
 
-def probe(ns: str, uid: int | None = None) -> str:
-    """Connect to the metadata address inside `ns`, as root or as `uid`."""
+def probe(ns: str, uid: int | None = None, address: str = METADATA) -> str:
+    """Connect to a metadata address inside `ns`, as root or as `uid`."""
     argv = ["ip", "netns", "exec", ns]
     if uid is not None:
         argv += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     # The system's python3, as the fake runner uses: this test's interpreter may live where only root can
     # read (a pyenv under /root), and the probe runs as the runner's uid.
     python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
-    done = subprocess.run([*argv, python, "-I", "-c", PROBE], capture_output=True, text=True, check=False)
+    done = subprocess.run([*argv, python, "-I", "-c", PROBE, address], capture_output=True, text=True, check=False)
     return (done.stdout or done.stderr).strip().splitlines()[-1]
 
 
@@ -84,9 +92,11 @@ def probe(ns: str, uid: int | None = None) -> str:
 def test_the_runner_uid_is_cut_off_from_the_metadata_endpoint(vm_factory, github: GitHubDouble, netns: str) -> None:
     nobody = pwd.getpwnam(RUNNER_USER).pw_uid
     assert probe(netns, nobody) == "connected"  # before the agent: open
+    assert all(probe(netns, nobody, address) == "connected" for address in METADATA6)
     vm: Vm = vm_factory("aws", docker=True)
     github.queue_job(LABELS, duration=0)
-    agent = vm.run(GH_RUNNERS_IPTABLES=f"ip netns exec {netns} {IPTABLES} -w")
+    agent = vm.run(GH_RUNNERS_IPTABLES=f"ip netns exec {netns} {IPTABLES} -w",
+                   GH_RUNNERS_IP6TABLES=f"ip netns exec {netns} {IP6TABLES} -w")
     assert agent.proc.returncode == 0, agent.output
     rules = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S"], capture_output=True, text=True,
                            check=True).stdout.splitlines()
@@ -98,16 +108,28 @@ def test_the_runner_uid_is_cut_off_from_the_metadata_endpoint(vm_factory, github
            "--reject-with icmp-port-unreachable" in rules
     assert probe(netns, nobody) == "ConnectionRefusedError"  # the runner user: refused
     assert probe(netns) == "connected"  # root (the agent re-reading the credential): still fine
+    # IPv6, the second layer: AWS's and GCE's metadata addresses refused too, root still through.
+    rules6 = subprocess.run(["ip", "netns", "exec", netns, "ip6tables", "-S"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    for address in METADATA6:
+        assert f"-A OUTPUT -d {address}/128 -p tcp -m tcp ! --dport 53 -m owner --uid-owner {nobody} -j REJECT " \
+               "--reject-with icmp6-port-unreachable" in rules6
+        assert probe(netns, nobody, address) == "ConnectionRefusedError"
+        assert probe(netns, None, address) == "connected"
 
 
 @pytest.mark.netns
 def test_the_metadata_block_is_idempotent(netns: str) -> None:
-    cfg = SimpleNamespace(iptables=["ip", "netns", "exec", netns, "iptables", "-w"], docker=True)
+    cfg = SimpleNamespace(iptables=["ip", "netns", "exec", netns, "iptables", "-w"],
+                          ip6tables=["ip", "netns", "exec", netns, "ip6tables", "-w"], docker=True)
     for _ in range(2):  # an agent restart must not stack rules
         firewall.block_metadata(cfg, 4242)  # type: ignore[arg-type]
     rules = subprocess.run(["ip", "netns", "exec", netns, "iptables", "-S"], capture_output=True, text=True,
                            check=True).stdout
     assert rules.count("--uid-owner 4242") == 1 and rules.count("-A DOCKER-USER") == 1
+    rules6 = subprocess.run(["ip", "netns", "exec", netns, "ip6tables", "-S"], capture_output=True, text=True,
+                            check=True).stdout
+    assert rules6.count("--uid-owner 4242") == 2
 
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])

@@ -18,6 +18,7 @@ import yaml
 from bootstrap.cloud_config import (
     AGENT_DIR,
     AGENT_PATH,
+    APT_CONF_PATH,
     AWS_USER_DATA_LIMIT,
     CONFIG_PATH,
     SETUP_PATH,
@@ -150,9 +151,13 @@ def test_every_shell_snippet_passes_shellcheck() -> None:
 
 
 def test_example_aws_user_data_fits_the_16_kb_limit() -> None:
+    """EC2 takes 16 KB of user data; the AWS backend sends it gzipped (cloud-init unpacks it). The example's
+    pool keeps room for a longer setup script than its own."""
+    from providers.aws.group import packed_user_data
+
     for name, document in example_documents():
-        size = len(document.encode())
-        assert size < AWS_USER_DATA_LIMIT, f"{name}: {size} bytes"
+        size = len(packed_user_data(document))
+        assert size < AWS_USER_DATA_LIMIT - 512, f"{name}: {size} bytes"
 
 
 def test_output_is_deterministic_across_processes() -> None:
@@ -170,11 +175,79 @@ def test_agent_config_carries_the_pool_and_where_the_secret_is() -> None:
         "pool": "codex", "cloud": "aws", "labels": ["self-hosted", "linux", "x64", "codex"],
         "github": {"scope": "repository", "target": "spigell/my-reforge-ai", "api_url": "https://api.github.com",
                    "web_url": "https://github.com"},
-        "runner_group": "Default", "ephemeral": True, "runner": {"version": "2.329.0", "arch": "x64"},
+        "runner_group": "Default", "runner_group_id": 1, "runner_prefix": config["runner_prefix"],
+        "ephemeral": True, "runner": {"version": "latest", "arch": "x64"},
         "credential": {"store": "aws-ssm-parameter", "name": "/gh-runners/codex/github-credential"},
         "docker": False, "sudo": False, "setup_script": SETUP_PATH, "drain_seconds": 3000,
         "location": AWS_LOCATION,
     }
+    assert re.fullmatch(r"codex-[0-9a-f]{6}", config["runner_prefix"])
+
+
+def test_runner_names_are_unique_per_deployment_of_a_pool() -> None:
+    """Two stacks or projects with a pool of the same name have different groups (their names hold the
+    project and stack): their runner names differ, so neither's ghost sweep matches the other's runners."""
+    def prefix(**where: str) -> str:
+        document = render_user_data(pool(), EXAMPLE.github, {**AWS_LOCATION, **where})
+        return str(json.loads(files(document)[CONFIG_PATH]["content"])["runner_prefix"])
+
+    first = prefix(group="ghr-proj-dev-web")
+    assert first.startswith("web-") and first == prefix(group="ghr-proj-dev-web")  # stable across renders
+    others = {prefix(group="ghr-proj-prod-web"), prefix(group="ghr-other-dev-web"), prefix(region="us-east-1")}
+    assert first not in others and len(others) == 3
+    assert all(len(f"{p}-i-0123456789abcdef0") <= 64 for p in (first, *others))
+
+
+def test_the_runner_group_id_reaches_the_config_when_known() -> None:
+    org = GitHubTarget(organization="acme")
+    known = json.loads(files(render_user_data(pool(runner_group="linux"), org, AWS_LOCATION, runner_group_id=42))
+                       [CONFIG_PATH]["content"])
+    looked_up = json.loads(files(render_user_data(pool(runner_group="linux"), org, AWS_LOCATION))
+                           [CONFIG_PATH]["content"])
+    assert known["runner_group_id"] == 42 and "runner_group_id" not in looked_up
+    # A repository has only the default group, id 1: never looked up.
+    repo = json.loads(files(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))[CONFIG_PATH]["content"])
+    assert repo["runner_group_id"] == 1
+
+
+def test_a_pinned_release_in_the_table_carries_its_url_and_digest(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootstrap import runner_releases
+
+    table = tmp_path / "runner_releases.json"
+    table.write_text(json.dumps({"2.331.0": {"linux-x64": "ab" * 32, "linux-arm64": "cd" * 32}}))
+    monkeypatch.setattr(runner_releases, "TABLE", table)
+    monkeypatch.setattr(runner_releases.known, "__defaults__", (table,))
+
+    def runner(**fields: Any) -> dict[str, Any]:
+        document = render_user_data(pool(**fields), EXAMPLE.github, AWS_LOCATION)
+        return dict(json.loads(files(document)[CONFIG_PATH]["content"])["runner"])
+
+    assert runner(runner_version="2.331.0", instance_types=["m7g.large"], arch="arm64") == {
+        "version": "2.331.0", "arch": "arm64", "sha256": "cd" * 32,
+        "url": "https://github.com/actions/runner/releases/download/v2.331.0/actions-runner-linux-arm64-2.331.0.tar.gz"}
+    assert runner(runner_version="2.330.0") == {"version": "2.330.0", "arch": "x64"}  # not listed: looked up
+    assert runner() == {"version": "latest", "arch": "x64"}
+
+
+def test_the_gcp_floor_carries_min_and_the_schedules_as_value_sets() -> None:
+    gcp = pool("gcp", size={"min": 1, "max": 4}, schedules=[
+        {"cron": "0 7 * * mon-fri", "desired": 3, "time_zone": "Europe/Berlin"},
+        {"cron": "*/30 20 1,15 * *", "desired": 1}])
+    config = json.loads(files(render_user_data(gcp, EXAMPLE.github, GCP_LOCATION))[CONFIG_PATH]["content"])
+    first, second = config["floor"]["schedules"]
+    assert config["floor"]["min"] == 1
+    assert first == {"minutes": [0], "hours": [7], "days": list(range(1, 32)), "months": list(range(1, 13)),
+                     "weekdays": [1, 2, 3, 4, 5], "desired": 3, "time_zone": "Europe/Berlin", "either": False}
+    assert second["minutes"] == [0, 30] and second["days"] == [1, 15] and second["weekdays"] == list(range(7))
+    assert "floor" not in json.loads(files(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))[CONFIG_PATH]
+                                     ["content"])
+
+
+def test_apt_waits_for_the_dpkg_lock() -> None:
+    written = files(render_user_data(pool(), EXAMPLE.github, AWS_LOCATION))
+    assert written[APT_CONF_PATH]["content"] == 'DPkg::Lock::Timeout "900";\n'
+    assert "permissions" not in written[APT_CONF_PATH]  # 0644: apt reads it as any user
 
 
 def test_enterprise_server_and_organization_groups_reach_the_config() -> None:
@@ -230,8 +303,19 @@ def test_location_must_match_the_pool() -> None:
 # --- the agent bundle -------------------------------------------------------------
 
 
-def _normalized(tree: ast.AST) -> str:
-    """The AST without docstrings and function annotations: what minify() may drop."""
+def _normalized(tree: ast.Module) -> str:
+    """The AST without docstrings, annotations inside functions, `if TYPE_CHECKING:` blocks and the
+    `__future__` import: what minify() may drop."""
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.If) and isinstance(n.test, ast.Name)
+                                              and n.test.id == "TYPE_CHECKING")
+                 and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+        for parent in ast.walk(function):
+            for name, value in ast.iter_fields(parent):
+                if isinstance(value, list):
+                    setattr(parent, name, [ast.Assign(targets=[v.target], value=v.value, lineno=0)
+                                           if isinstance(v, ast.AnnAssign) and v.value is not None else v
+                                           for v in value])
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.error
@@ -483,3 +484,170 @@ def test_aws_front_checks_sigv4_and_emulates_lifecycle_actions(aws: AwsEnv) -> N
                                       InstanceId=ids[0], LifecycleActionResult="CONTINUE")
     assert [c.action for c in aws.front.calls] == ["GetParameter", "RecordLifecycleActionHeartbeat",
                                                    "CompleteLifecycleAction", "CompleteLifecycleAction"]
+
+
+# -- the stricter rules (issue 11: each one first here, then against the agent) ----------------
+
+
+def test_aws_front_refuses_a_decrementing_terminate_below_min_size(aws: AwsEnv) -> None:
+    """moto alone lets it through (its desired capacity falls below MinSize); AWS answers ValidationError."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    aws.create_role("gh-runners-pool")
+    ids = aws.create_asg("pool-asg", desired=2, min_size=2)
+    aws.become(ids[0])
+    token = imds_token(aws.imds)[1]
+    creds = imds_get(aws.imds, "meta-data/iam/security-credentials/gh-runners-pool", token)[1]
+    asg = boto3.client("autoscaling", endpoint_url=aws.endpoint_url, region_name=aws.region,
+                       aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                       aws_session_token=creds["Token"])
+    with pytest.raises(ClientError, match="will violate group's min size constraint"):
+        asg.terminate_instance_in_auto_scaling_group(InstanceId=ids[0], ShouldDecrementDesiredCapacity=True)
+    # Replacing is fine; the termination hook holds the instance until its action is completed.
+    asg.terminate_instance_in_auto_scaling_group(InstanceId=ids[0], ShouldDecrementDesiredCapacity=False)
+    assert imds_get(aws.imds, "meta-data/autoscaling/target-lifecycle-state", token)[1] == "Terminated"
+    assert ids[0] in aws.instances("pool-asg")
+    asg.complete_lifecycle_action(AutoScalingGroupName="pool-asg", LifecycleHookName="drain", InstanceId=ids[0],
+                                  LifecycleActionResult="CONTINUE")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["pool-asg"])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2 and ids[0] not in aws.instances("pool-asg")
+    assert aws.front.terminations == [(ids[0], False)]
+
+
+def test_compute_delete_lowers_the_target_size_and_recreate_keeps_it(gcp: GcpDoubles) -> None:
+    mig = gcp.add_mig("pool-x64")
+    for name in ("pool-x64-a", "pool-x64-b"):
+        mig.add_instance(name)
+    token = md(gcp, "instance/service-accounts/default/token", **{"Metadata-Flavor": "Google"})[1]["access_token"]
+    base = (f"{gcp.compute.url}/compute/v1/projects/{gcp.state.project_id}/regions/us-central1/"
+            "instanceGroupManagers/pool-x64")
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    assert call(base, headers=auth)[1]["targetSize"] == 2
+    first = {"instances": ["zones/us-central1-a/instances/pool-x64-a"]}
+    status, op, _ = call(f"{base}/recreateInstances", "POST", first, headers=auth)
+    assert status == 200 and op["operationType"] == "compute.instanceGroupManagers.recreateInstances"
+    assert mig.target_size == 2 and mig.instances[0].action == "RECREATING"
+    full = (f"https://www.googleapis.com/compute/v1/projects/{gcp.state.project_id}/zones/us-central1-a/instances/"
+            "pool-x64-b")
+    assert call(f"{base}/deleteInstances", "POST", {"instances": [full]}, headers=auth)[0] == 200
+    assert mig.target_size == 1 and [i.name for i in mig.instances] == ["pool-x64-a"]
+    # Not a member: refused, unless told to skip it.
+    gone = {"instances": ["zones/us-central1-a/instances/nope"]}
+    assert call(f"{base}/deleteInstances", "POST", gone, headers=auth)[0] == 400
+    assert call(f"{base}/deleteInstances", "POST", {**gone, "skipInstancesOnValidationError": True},
+                headers=auth)[0] == 200 and mig.target_size == 1
+    with gcp.compute.expect_violations() as seen:  # the discovery schema: unknown fields are refused
+        assert call(f"{base}/deleteInstances", "POST", {"instance": ["x"]}, headers=auth)[0] == 400
+    assert seen and "instance" in seen[0]
+    mig.updaters.clear()
+    assert call(f"{base}/recreateInstances", "POST", {"instances": ["zones/us-central1-a/instances/pool-x64-a"]},
+                headers=auth)[0] == 403
+
+
+def test_secondary_rate_limits_come_with_or_without_retry_after(github: GitHubDouble) -> None:
+    github.org("acme")
+    pat = github.add_pat()
+    github.rate_limit(r"/runners$", status=429, retry_after=None)
+    github.rate_limit(r"/runners$", status=403, retry_after=7)
+    status, body, headers = gh(github, "/orgs/acme/actions/runners", token=pat)
+    assert status == 429 and "retry-after" not in headers and "secondary rate limit" in body["message"]
+    status, body, headers = gh(github, "/orgs/acme/actions/runners", token=pat)
+    assert status == 403 and headers["retry-after"] == "7"
+
+
+def test_a_runner_stays_busy_for_a_moment_after_its_job_was_cancelled(github: GitHubDouble) -> None:
+    org = github.org("acme")
+    pat = github.add_pat()
+    runner = org.add_runner("p-1", labels=["self-hosted", "e2e"], busy=False)
+    job = github.queue_job(["e2e"], duration=None)
+    job.state, job.runner_id = "in_progress", runner.id
+    github.busy_after_cancel = 30
+    job.finish("cancelled")
+    assert gh(github, f"/orgs/acme/actions/runners/{runner.id}", token=pat)[1]["busy"] is True
+    assert gh(github, f"/orgs/acme/actions/runners/{runner.id}", "DELETE", token=pat)[0] == 422
+    runner.busy_until = 0
+    assert gh(github, f"/orgs/acme/actions/runners/{runner.id}", "DELETE", token=pat)[0] == 204
+
+
+def test_the_latest_release_is_the_highest_version(github: GitHubDouble, runner_release: RunnerRelease) -> None:
+    github.add_runner_release("2.331.0", {"linux-x64": runner_release.tarball})
+    github.add_runner_release("2.99.0", {"linux-x64": runner_release.tarball})
+    assert github.latest_runner == "2.331.0"
+    status, body, _ = gh(github, "/repos/actions/runner/releases/latest")
+    assert status == 200 and body["tag_name"] == "v2.331.0"
+    github.anonymous_budget = 1  # unauthenticated: 60 an hour per address; the last of them
+    assert gh(github, "/repos/actions/runner/releases/latest")[0] == 200
+    status, _, headers = gh(github, "/repos/actions/runner/releases/latest")
+    assert status == 403 and headers["x-ratelimit-remaining"] == "0"
+    assert gh(github, "/repos/actions/runner/releases/latest", token=github.add_pat())[0] == 200
+
+
+@pytest.mark.parametrize(("ephemeral", "code"), [(True, 4), (False, 3)])
+def test_fake_runner_updates_itself_when_github_says_so(github: GitHubDouble, runner_release: RunnerRelease,
+                                                        tmp_path: Path, ephemeral: bool, code: int) -> None:
+    """An install the runner owns (what the agent used to make): SelfUpdater downloads, swaps bin/ for the new
+    version and exits 3 (RunnerUpdating) or, run-once/ephemeral, 4 (RunOnceRunnerUpdating); run-helper.sh
+    waits for update.finished and run.sh starts the new version, which then gets the job."""
+    org = github.org("acme")
+    pat = github.add_pat()
+    github.add_runner_release("2.331.0", {"linux-x64": runner_release.tarball})
+    root = _install(runner_release, tmp_path / "runner")
+    job = github.queue_job(["self-hosted", "pool"], duration=0)
+    if ephemeral:
+        body = gh(github, "/orgs/acme/actions/runners/generate-jitconfig", "POST", JIT, pat)[1]
+        env = _env(ACTIONS_RUNNER_INPUT_JITCONFIG=body["encoded_jit_config"])
+        proc = subprocess.Popen([str(root / "run.sh")], env=env, stdout=subprocess.PIPE, text=True)
+    else:
+        token = gh(github, "/orgs/acme/actions/runners/registration-token", "POST", token=pat)[1]["token"]
+        done = subprocess.run([str(root / "config.sh"), "--unattended", "--url", f"https://github.com/{org.path}",
+                               "--name", "p-1", "--labels", "pool"], env=_env(ACTIONS_RUNNER_INPUT_TOKEN=token),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+        proc = subprocess.Popen([str(root / "run.sh")], env=_env(), stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    job.wait_completed(20)
+    if not ephemeral:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert "Update finished successfully." in out, out
+    exits = [r["code"] for r in runner_release.records("exit") if r["command"] == "run"]
+    assert exits[0] == code
+    assert [r["version"] for r in runner_release.records("connected")] == ["2.330.0", "2.331.0"]
+    assert (root / "bin").is_symlink() and (root / "bin.2.330.0").is_dir()
+    assert github.update_messages == [(JIT["name"] if ephemeral else "p-1", "2.331.0")]
+
+
+def test_fake_runner_counts_a_migrated_registration_as_configured(github: GitHubDouble,
+                                                                 runner_release: RunnerRelease,
+                                                                 tmp_path: Path) -> None:
+    root = _install(runner_release, tmp_path / "runner")
+    (root / ".runner_migrated").write_text("{}")
+    done = subprocess.run([str(root / "config.sh"), "--unattended", "--url", "https://github.com/acme"],
+                          env=_env(ACTIONS_RUNNER_INPUT_TOKEN="x"), capture_output=True, text=True)
+    assert done.returncode == 1 and "already configured" in done.stdout
+
+
+def test_fake_runner_takes_only_each_commands_own_options(runner_release: RunnerRelease, tmp_path: Path) -> None:
+    """CommandSettings.cs validOptions: `run` has no --disableupdate (only config.sh's configure does)."""
+    root = _install(runner_release, tmp_path / "runner")
+    done = subprocess.run([str(root / "bin" / "Runner.Listener"), "run", "--disableupdate"], env=_env(),
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "Unrecognized command-line input arguments: 'disableupdate'" in done.stdout
+
+
+def test_fake_runner_needs_libicu_like_the_real_one(runner_release: RunnerRelease, shared_tmp: Path) -> None:
+    root = _install(runner_release, Path(tempfile.mkdtemp(prefix="runner-", dir=shared_tmp)))
+    root.chmod(0o755)  # the unprivileged user below must reach the script
+    runner_release.hide_libicu()
+    done = subprocess.run([str(root / "config.sh"), "--unattended"], env=_env(), capture_output=True, text=True,
+                          cwd=root)
+    assert done.returncode == 1 and "Libicu's dependencies is missing" in done.stdout
+    run = subprocess.run([str(root / "bin" / "Runner.Listener"), "run"], env=_env(), capture_output=True, text=True)
+    assert run.returncode == 134 and "Couldn't find a valid ICU package" in run.stdout
+    as_user = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              str(root / "bin" / "installdependencies.sh")], capture_output=True, text=True)
+    assert as_user.returncode == 1 and "Need to run with sudo privilege" in as_user.stdout
+    assert subprocess.run([str(root / "bin" / "installdependencies.sh")], capture_output=True).returncode == 0
+    assert subprocess.run([str(root / "config.sh"), "--version"], env=_env(), capture_output=True,
+                          text=True).stdout.strip() == "2.330.0"  # libicu "installed": config.sh goes on

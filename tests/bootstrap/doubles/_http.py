@@ -11,7 +11,13 @@ same test-facing surface:
 * ``inject(...)`` — queued faults: a status code (5xx, 429…), a dropped
   connection, or a hang, matched by method and path regex;
 * ``wait_for(predicate)`` — block until the double's state satisfies a
-  condition (no sleeping in tests: every request and state change notifies).
+  condition (no sleeping in tests: every request and state change notifies);
+* ``after(...)`` — run a callback once a matching request's answer is decided,
+  before it is sent (to stage races: "a job arrives just after the idle
+  check", with the client still holding the stale answer);
+* ``latency`` — seconds every answer is held back, to stand for a remote
+  service (the benchmark sets it; link-local services keep 0); each request
+  records the TCP ``connection`` it came on, so connection reuse is visible.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class Request:
     time: float = field(default_factory=time.time)
     status: int | None = None  # filled in once answered
     operation: str | None = None  # which API operation the double matched
+    connection: int = 0  # which TCP connection it came on (numbered per double, from 1)
+    answered: float | None = None  # when the answer was sent
 
     @property
     def json(self) -> Any:
@@ -77,6 +85,16 @@ class Response:
 
 
 @dataclass
+class After:
+    """A callback run after a matching request was answered (see :meth:`HttpDouble.after`)."""
+
+    path: re.Pattern[str]
+    method: str | None
+    times: int
+    callback: Callable[[Request], None]
+
+
+@dataclass
 class Fault:
     """A queued failure. ``kind``: ``status`` (send ``response``), ``reset``
     (drop the TCP connection without answering) or ``hang`` (answer nothing
@@ -107,8 +125,16 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            connection=self.connection_number,
         )
         self.server.double._handle(self, req)
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle holds the body back until the
+        # client's delayed ACK (~40 ms) on a kept-alive connection. Real services set it; so does the double.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connection_number = self.server.double._new_connection()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
@@ -136,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: a burst of 50 VMs (and their runners) connects at once
     double: HttpDouble
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -160,6 +187,9 @@ class HttpDouble:
         self.log: list[Request] = []
         self.violations: list[str] = []
         self.faults: list[Fault] = []
+        self.afters: list[After] = []
+        self.latency = 0.0
+        self.connections = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -197,6 +227,8 @@ class HttpDouble:
             self.log.clear()
             self.violations.clear()
             self.faults.clear()
+            self.afters.clear()
+            self.latency = 0.0
             self._cond.notify_all()
 
     # -- test controls ---------------------------------------------------------
@@ -230,6 +262,20 @@ class HttpDouble:
         with self._cond:
             self.faults.append(fault)
         return fault
+
+    def after(self, path: str, callback: Callable[[Request], None], *, method: str | None = None,
+              times: int = 1) -> After:
+        """Run ``callback(request)`` when the answers to the next ``times`` matching requests are decided,
+        before they are sent."""
+        hook = After(re.compile(path), method, times, callback)
+        with self._cond:
+            self.afters.append(hook)
+        return hook
+
+    def _new_connection(self) -> int:
+        with self._cond:
+            self.connections += 1
+            return self.connections
 
     def fault_body(self, status: int) -> Any:
         """Body sent with an injected status; subclasses use their service's error shape."""
@@ -295,6 +341,8 @@ class HttpDouble:
             release = self._release
             self.changed()  # an open request is news too: wait_for can see it before it is answered
         fault = self._take_fault(req)
+        if self.latency:
+            release.wait(self.latency)
         try:
             if fault is not None and fault.kind == "hang":
                 release.wait(fault.seconds)
@@ -306,9 +354,20 @@ class HttpDouble:
             else:
                 resp = fault.response if fault is not None and fault.response else self._safe_handle(req)
                 req.status = resp.status
+                for hook in self._take_afters(req):
+                    hook.callback(req)
                 handler.send(resp)
         finally:
+            req.answered = time.time()
             self.changed()
+
+    def _take_afters(self, req: Request) -> list[After]:
+        with self._cond:
+            due = [h for h in self.afters if h.times > 0 and (h.method is None or h.method == req.method)
+                   and h.path.search(req.path)]
+            for hook in due:
+                hook.times -= 1
+            return due
 
     def _safe_handle(self, req: Request) -> Response:
         try:

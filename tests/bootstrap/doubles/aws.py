@@ -28,6 +28,18 @@ What is the front (:class:`AwsFront`, the endpoint the agent is given), and why:
   ``Terminating:Wait`` (IMDS ``autoscaling/target-lifecycle-state`` turns
   ``Terminated``); the agent's ``CompleteLifecycleAction`` is validated and
   recorded, and only then is the instance terminated in moto.
+* **``TerminateInstanceInAutoScalingGroup`` keeps the group's rules.** moto
+  lets a decrementing terminate take the desired capacity below ``MinSize``;
+  AWS refuses: "the desired capacity ... must be greater than or equal to the
+  minimum group size" (docs.aws.amazon.com/autoscaling/ec2/userguide/
+  asg-capacity-limits.html), with the ValidationError "Currently, desiredSize
+  equals minSize (N). Terminating instance without replacement will violate
+  group's min size constraint. Either set shouldDecrementDesiredCapacity flag to
+  false or lower group's min size." The front checks that first; then, if the
+  group has a termination hook, the instance waits in ``Terminating:Wait`` for
+  its ``CompleteLifecycleAction`` as above ("This call simply makes a
+  termination request. The instance is not terminated immediately", API
+  reference TerminateInstanceInAutoScalingGroup).
 
 IMDS itself is :mod:`imds` (moto's is not IMDSv2: see there).
 """
@@ -197,6 +209,7 @@ class AwsFront(HttpDouble):
             self.credentials: dict[str, tuple[str, str | None]] = {}  # akid -> (secret, session token)
             self.calls: list[AwsCall] = []
             self.lifecycle_actions: list[LifecycleAction] = []
+            self.terminations: list[tuple[str, bool]] = []  # accepted (instance, decrement) requests
             self.region = REGION
 
     def fault_body(self, status: int) -> Any:
@@ -247,6 +260,42 @@ class AwsFront(HttpDouble):
                                                       ShouldDecrementDesiredCapacity=action.decrement)
         return _query_ok(action_name)
 
+    def _terminate_in_group(self, req: Request, params: dict[str, Any]) -> Response:
+        import boto3
+
+        instance_id = str(params.get("InstanceId", ""))
+        decrement = str(params.get("ShouldDecrementDesiredCapacity", "")).lower() == "true"
+        client = boto3.client("autoscaling", endpoint_url=self.moto.url, region_name=self.region, **SEED_CREDENTIALS)
+        found = client.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        if not found:
+            return _query_error(400, "ValidationError",
+                                f"Instance Id not found - No managed instance found for instance ID: {instance_id}")
+        name = found[0]["AutoScalingGroupName"]
+        group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        if decrement and group["DesiredCapacity"] - 1 < group["MinSize"]:
+            return _query_error(400, "ValidationError", (
+                f"Currently, desiredSize equals minSize ({group['MinSize']}). Terminating instance without "
+                "replacement will violate group's min size constraint. Either set shouldDecrementDesiredCapacity "
+                "flag to false or lower group's min size."))
+        hooks = client.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"]
+        hook = next((h["LifecycleHookName"] for h in hooks
+                     if h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"), None)
+        with self._cond:
+            self.terminations.append((instance_id, decrement))
+        if hook is None:
+            return self._forward(req)
+        self.begin_termination(instance_id, name, hook, decrement=decrement)
+        xml = ('<TerminateInstanceInAutoScalingGroupResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+               f"<TerminateInstanceInAutoScalingGroupResult><Activity><ActivityId>{uuid.uuid4()}</ActivityId>"
+               f"<AutoScalingGroupName>{escape(name)}</AutoScalingGroupName><Description>Terminating EC2 instance: "
+               f"{escape(instance_id)}</Description><Cause>At {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} "
+               f"instance {escape(instance_id)} was taken out of service in response to a user request.</Cause>"
+               f"<StartTime>{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}</StartTime>"
+               "<StatusCode>InProgress</StatusCode><Progress>0</Progress></Activity>"
+               "</TerminateInstanceInAutoScalingGroupResult><ResponseMetadata>"
+               f"<RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata></TerminateInstanceInAutoScalingGroupResponse>")
+        return Response(200, xml, content_type="text/xml")
+
     # -- request handling ---------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
@@ -284,6 +333,8 @@ class AwsFront(HttpDouble):
             self.violate(f"{service}:{action}: {issue}")
         if service == "autoscaling" and action in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat"):
             resp = self._lifecycle(action, params)
+        elif service == "autoscaling" and action == "TerminateInstanceInAutoScalingGroup":
+            resp = self._terminate_in_group(req, params)
         else:
             resp = self._forward(req)
         call.status = resp.status
@@ -530,7 +581,7 @@ class AwsEnv:
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
         return str(arn)
 
-    def create_asg(self, name: str, *, desired: int = 2, hook: str | None = "drain",
+    def create_asg(self, name: str, *, desired: int = 2, hook: str | None = "drain", min_size: int = 0,
                    heartbeat_timeout: int = 300, instance_type: str = "t3.medium") -> list[str]:
         """Launch template + ASG (+ termination lifecycle hook); returns the instance ids."""
         self.client("ec2").create_launch_template(
@@ -539,7 +590,7 @@ class AwsEnv:
         asg = self.client("autoscaling")
         asg.create_auto_scaling_group(
             AutoScalingGroupName=name, LaunchTemplate={"LaunchTemplateName": f"{name}-lt", "Version": "$Latest"},
-            MinSize=0, MaxSize=max(desired, 1) * 2, DesiredCapacity=desired,
+            MinSize=min_size, MaxSize=max(desired, 1) * 2, DesiredCapacity=desired,
             AvailabilityZones=[f"{self.region}a"])
         if hook:
             asg.put_lifecycle_hook(LifecycleHookName=hook, AutoScalingGroupName=name,

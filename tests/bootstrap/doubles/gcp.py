@@ -13,7 +13,8 @@ resources the service account was granted (``accessors`` / ``readers``).
 * Secret Manager (``secretmanager.url`` stands for
   ``https://secretmanager.googleapis.com``): ``GET /v1/projects/{p}/secrets/{s}/versions/{v}:access``.
 * Compute (``compute.url`` stands for ``https://compute.googleapis.com``):
-  ``POST /compute/v1/projects/{p}/regions/{r}/instanceGroupManagers/{m}/listManagedInstances``.
+  ``/compute/v1/projects/{p}/regions/{r}/instanceGroupManagers/{m}`` (``get``) and its
+  ``listManagedInstances``, ``deleteInstances``, ``recreateInstances``.
 
 Secret Manager and Compute responses are validated against Google's discovery
 documents (``tests/bootstrap/openapi/gcp-subset.json``), query parameters too.
@@ -79,10 +80,14 @@ class Mig:
     readers: set[str]  # service account emails with compute.instanceGroupManagers.get
     instances: list[ManagedInstance] = field(default_factory=list)
     template: str = "pool-template"
+    updaters: set[str] = field(default_factory=set)  # ... with compute.instanceGroupManagers.update
+    target_size: int = 0
+    actions: list[tuple[str, str]] = field(default_factory=list)  # (deleteInstances | recreateInstances, name)
 
     def add_instance(self, name: str, zone: str | None = None, **kw: Any) -> ManagedInstance:
         inst = ManagedInstance(name, zone or f"{self.region}-a", **kw)
         self.instances.append(inst)
+        self.target_size += 1
         return inst
 
     def remove_instance(self, name: str) -> None:
@@ -133,24 +138,27 @@ class GcpState:
 
 
 class MetadataDouble(HttpDouble):
-    """The GCE metadata server (see the module docstring)."""
+    """The GCE metadata server (see the module docstring). Each VM has its own: ``identity`` (name, id)
+    makes this one another VM of the same project (the state, tokens included, is shared)."""
 
     name = "gce-metadata"
 
-    def __init__(self, state: GcpState) -> None:
+    def __init__(self, state: GcpState, identity: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.state = state
+        self.identity = identity
 
     def fault_body(self, status: int) -> Any:
         return f"injected {status}"
 
     def _tree(self) -> dict[str, Any]:
         s = self.state
+        name, instance_id = self.identity or (s.instance_name, s.instance_id)
         sa = {"email": s.service_account, "scopes": "\n".join(s.scopes) + "\n", "aliases": "default\n"}
         return {
             "instance": {
-                "id": s.instance_id, "name": s.instance_name,
-                "hostname": f"{s.instance_name}.{s.zone}.c.{s.project_id}.internal",
+                "id": instance_id, "name": name,
+                "hostname": f"{name}.{s.zone}.c.{s.project_id}.internal",
                 "zone": f"projects/{s.project_number}/zones/{s.zone}",
                 "machine-type": f"projects/{s.project_number}/machineTypes/{s.machine_type}",
                 "attributes": dict(s.attributes), "preempted": "TRUE" if s.preempted else "FALSE",
@@ -304,20 +312,43 @@ class SecretManagerDouble(_GoogleApiDouble):
 
 
 class ComputeDouble(_GoogleApiDouble):
-    """Compute v1 ``regionInstanceGroupManagers.listManagedInstances`` (read-only)."""
+    """Compute v1 ``regionInstanceGroupManagers``: ``get``, ``listManagedInstances``, ``deleteInstances``,
+    ``recreateInstances``.
+
+    Semantics from the discovery document's method descriptions: ``deleteInstances``
+    "reduces the targetSize of the managed instance group by the number of instances
+    that you delete"; ``recreateInstances`` recreates them (targetSize unchanged);
+    both answer with an ``Operation`` and need ``compute.instanceGroupManagers.update``
+    on the group, ``get`` and ``listManagedInstances`` need ``.get``. A listed
+    instance that is not in the group is an error unless
+    ``skipInstancesOnValidationError`` (deleteInstances only).
+    """
 
     name = "compute"
     _PATH = re.compile(
-        r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/instanceGroupManagers/([^/]+)/listManagedInstances$")
+        r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/instanceGroupManagers/([^/]+)"
+        r"(?:/(listManagedInstances|deleteInstances|recreateInstances))?$")
 
     def handle(self, req: Request) -> Response:
-        method_id = "regionInstanceGroupManagers.listManagedInstances"
         m = self._PATH.match(req.path)
-        if m is None or req.method != "POST":
-            self.violate(f"{req.method} {req.path}: not a Compute call the double knows (read-only listing only)")
+        verb = m.group(4) if m else None
+        if m is None or req.method != ("GET" if verb is None else "POST"):
+            self.violate(f"{req.method} {req.path}: not a Compute call the double knows")
             return _google_error(404, "NOT_FOUND", "Not Found", "notFound")
+        method_id = f"regionInstanceGroupManagers.{verb or 'get'}"
         self.check_query(req, method_id)
-        project, region, name = m.groups()
+        if verb in ("deleteInstances", "recreateInstances"):
+            try:
+                body = json.loads(req.body or b"{}")
+            except ValueError:
+                return _google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", "parseError")
+            problems = self.api.request_errors(method_id, body)
+            if problems:
+                for problem in problems:
+                    self.violate(f"{method_id} request body: {problem}")
+                return _google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. " + problems[0],
+                                     "invalid")
+        project, region, name = m.group(1), m.group(2), m.group(3)
         with self._cond:
             owner = self.state.token_owner(req)
             if isinstance(owner, Response):
@@ -327,22 +358,77 @@ class ComputeDouble(_GoogleApiDouble):
                 project) else None
             if mig is None:
                 return _google_error(404, "NOT_FOUND", f"The resource '{resource}' was not found", "notFound")
-            if owner not in mig.readers:
-                return _google_error(403, "PERMISSION_DENIED", f"Required 'compute.instanceGroupManagers.get' "
+            needed, allowed = ("get", mig.readers) if verb in (None, "listManagedInstances") else (
+                "update", mig.updaters)
+            if owner not in allowed:
+                return _google_error(403, "PERMISSION_DENIED", f"Required 'compute.instanceGroupManagers.{needed}' "
                                      f"permission for '{resource}'", "forbidden")
-            items = [{
-                "instance": f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/zones/"
-                            f"{i.zone}/instances/{i.name}",
-                "id": i.id, "name": i.name, "instanceStatus": i.status, "currentAction": i.action,
-                "version": {"instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/"
-                                                f"{self.state.project_id}/global/instanceTemplates/{mig.template}"},
-            } for i in mig.instances]
+            if verb is None:
+                return self.served(req, method_id, Response(200, self._manager(mig), content_type=JSON))
+            if verb == "listManagedInstances":
+                return self._list(req, method_id, mig)
+            return self._act(req, method_id, mig, verb, body)
+
+    def _instance_url(self, inst: ManagedInstance) -> str:
+        return f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/zones/{inst.zone}/instances/" \
+               f"{inst.name}"
+
+    def _manager(self, mig: Mig) -> dict[str, Any]:
+        base = f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/regions/{mig.region}"
+        return {"kind": "compute#instanceGroupManager", "id": str(abs(hash(mig.name)) % 10**18), "name": mig.name,
+                "region": base, "selfLink": f"{base}/instanceGroupManagers/{mig.name}",
+                "baseInstanceName": mig.name, "targetSize": mig.target_size,
+                "instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/"
+                                    f"global/instanceTemplates/{mig.template}",
+                "status": {"isStable": all(i.action == "NONE" for i in mig.instances)}}
+
+    def _list(self, req: Request, method_id: str, mig: Mig) -> Response:
+        items = [{
+            "instance": self._instance_url(i), "id": i.id, "name": i.name, "instanceStatus": i.status,
+            "currentAction": i.action,
+            "version": {"instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/"
+                                            f"{self.state.project_id}/global/instanceTemplates/{mig.template}"},
+        } for i in mig.instances]
         size = int((req.query.get("maxResults") or ["500"])[0])
         start = int((req.query.get("pageToken") or ["0"])[0] or 0)
         body: dict[str, Any] = {"managedInstances": items[start:start + size]} if items else {}
         if start + size < len(items):
             body["nextPageToken"] = str(start + size)
-        return self.served(req, method_id, Response(200, body, content_type="application/json; charset=UTF-8"))
+        return self.served(req, method_id, Response(200, body, content_type=JSON))
+
+    def _act(self, req: Request, method_id: str, mig: Mig, verb: str, body: dict[str, Any]) -> Response:
+        wanted = list(body.get("instances") or [])
+        by_url = {_instance_path(self._instance_url(i)): i for i in mig.instances}
+        picked = [by_url.get(_instance_path(url)) for url in wanted]
+        if not wanted or (None in picked and not body.get("skipInstancesOnValidationError")):
+            missing = next((url for url, inst in zip(wanted, picked, strict=True) if inst is None), "")
+            return _google_error(400, "INVALID_ARGUMENT", f"The instance '{missing}' is not a member of the group "
+                                 f"'{mig.name}'." if wanted else "Required field 'instances' not specified",
+                                 "invalid")
+        for inst in (i for i in picked if i is not None):
+            if verb == "deleteInstances":
+                mig.instances.remove(inst)
+                mig.target_size -= 1
+            else:
+                inst.action = "RECREATING"
+            mig.actions.append((verb, inst.name))
+        self.changed()
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+        base = f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/regions/{mig.region}"
+        op = {"kind": "compute#operation", "id": str(secrets.randbelow(10**18)),
+              "name": f"operation-{secrets.token_hex(8)}", "operationType": f"compute.instanceGroupManagers.{verb}",
+              "targetLink": f"{base}/instanceGroupManagers/{mig.name}", "status": "DONE", "progress": 100,
+              "insertTime": now, "startTime": now, "endTime": now, "region": base,
+              "selfLink": f"{base}/operations/operation-1", "user": self.state.service_account}
+        return self.served(req, method_id, Response(200, op, content_type=JSON))
+
+
+JSON = "application/json; charset=UTF-8"
+
+
+def _instance_path(url: str) -> str:
+    """``zones/Z/instances/N`` of a full or partial instance URL (Compute accepts both)."""
+    return url[url.index("zones/"):] if "zones/" in url else url
 
 
 class GcpDoubles:
@@ -385,9 +471,12 @@ class GcpDoubles:
         self.state.secrets[(self.state.project_id, name)] = secret
         return secret
 
-    def add_mig(self, name: str, *, region: str | None = None, readers: set[str] | None = None) -> Mig:
-        """A regional MIG in the VM's project, listable by ``readers`` (default: the VM's SA)."""
+    def add_mig(self, name: str, *, region: str | None = None, readers: set[str] | None = None,
+                updaters: set[str] | None = None) -> Mig:
+        """A regional MIG in the VM's project, readable by ``readers`` and changeable by ``updaters``
+        (default for both: the VM's SA, which may remove only itself, as the stack grants)."""
         mig = Mig(self.state.project_id, region or self.state.region, name,
-                  set(readers) if readers is not None else {self.state.service_account})
+                  set(readers) if readers is not None else {self.state.service_account},
+                  updaters=set(updaters) if updaters is not None else {self.state.service_account})
         self.state.migs[(mig.project, mig.region, name)] = mig
         return mig

@@ -20,6 +20,31 @@ Three faces on one loopback server:
 Auth follows GitHub: ``Authorization: Bearer <t>`` or ``token <t>`` with a PAT
 or an installation token; a JWT (RS256, verified with the App's public key,
 ``iat``/``exp``/``iss`` checked) only on ``POST /app/installations/{id}/access_tokens``.
+
+Where the real service is stricter than a convenient double would be, this one
+is too (each rule says where it comes from):
+
+* **Self-update.** A runner older than the latest published release that has
+  not disabled updates is sent an update message instead of the job it would
+  get ("the runner application automatically updates itself when a job is
+  assigned to the runner", docs.github.com/en/actions/concepts/runners/
+  communicating-with-self-hosted-runners); the job stays queued.
+* **Config migration.** Since v2.323.0 the service has runners refresh their
+  configuration, which the runner writes to ``.runner_migrated`` /
+  ``.credentials_migrated`` (actions/runner src/Runner.Listener/
+  RunnerConfigUpdater.cs, SaveMigratedSettings / SaveMigratedCredential): the
+  double asks every config.sh-registered runner to do so when it connects
+  (``migrate_runner_config``).
+* **Busy after a cancelled job.** A runner whose job was cancelled (its session
+  ended mid-job) stays busy for ``busy_after_cancel`` seconds, and GitHub
+  refuses to delete a busy runner (422).
+* **Sessions.** One listener session per runner at a time (a second one is a
+  conflict, the runner's ``SessionConflict`` exit code 5); a runner that lost
+  its session (e.g. restarted for an update) may open a new one.
+* **Secondary rate limits** come as 403 or 429, with or without
+  ``Retry-After`` (:meth:`GitHubDouble.rate_limit`), as "Rate limits for the
+  REST API" describes; unauthenticated release lookups can be given the
+  per-address budget of 60 an hour (``anonymous_budget``).
 """
 
 from __future__ import annotations
@@ -169,14 +194,22 @@ class Runner:
     credential: str = field(default_factory=lambda: uuid.uuid4().hex)
     jit: bool = False
     sessions: int = 0  # how many times a runner process connected with it
+    session_open: bool = False  # a listener is connected right now
+    disable_update: bool = False  # registered with --disableupdate
+    busy_until: float = 0.0  # still finishing a cancelled job until then
+    update_sent: int = -1  # the session in which it was last told to update
     created: float = field(default_factory=time.time)
+
+    @property
+    def busy_now(self) -> bool:
+        return self.busy or time.time() < self.busy_until
 
     def api(self) -> dict[str, Any]:
         labels = [
             {"id": i + 1, "name": name, "type": "read-only" if name.lower() in DEFAULT_LABELS else "custom"}
             for i, name in enumerate(self.labels)
         ]
-        return {"id": self.id, "name": self.name, "os": self.os, "status": self.status, "busy": self.busy,
+        return {"id": self.id, "name": self.name, "os": self.os, "status": self.status, "busy": self.busy_now,
                 "ephemeral": self.ephemeral, "labels": labels, "runner_group_id": self.runner_group_id,
                 "version": self.version}
 
@@ -348,6 +381,11 @@ class GitHubDouble(HttpDouble):
             self.auth_failures: list[str] = []  # why a credential was refused, for assertions
             self.jwt_max_lifetime = 600  # GitHub refuses JWTs valid for more than 10 minutes
             self.clock_skew = 60  # tolerated future iat (GitHub recommends iat = now - 60)
+            self.latest_version: str | None = None  # None: the highest published release
+            self.migrate_runner_config = True
+            self.busy_after_cancel = 0.5
+            self.anonymous_budget: int | None = None  # unauthenticated release lookups left (None: unlimited)
+            self.update_messages: list[tuple[str, str]] = []  # (runner name, target version) sent
 
     @property
     def api_url(self) -> str:
@@ -407,20 +445,30 @@ class GitHubDouble(HttpDouble):
     def find_runner(self, name: str) -> Runner | None:
         return next((r for _, r in self.runners() if r.name == name), None)
 
-    def rate_limit(self, path: str, *, kind: str = "secondary", retry_after: int = 1, status: int | None = None,
-                   times: int = 1, method: str | None = None) -> None:
+    @property
+    def latest_runner(self) -> str | None:
+        """The runner version GitHub wants every runner on: the newest published release."""
+        with self._cond:
+            if self.latest_version is not None:
+                return self.latest_version
+            return max(self.releases, key=_version, default=None)
+
+    def rate_limit(self, path: str, *, kind: str = "secondary", retry_after: int | None = 1,
+                   status: int | None = None, times: int = 1, method: str | None = None) -> None:
         """Inject GitHub's rate-limit answers.
 
-        ``secondary``: 403 (or ``status``) with ``Retry-After``; ``primary``: 403 with
-        ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset`` ``retry_after`` seconds ahead.
+        ``secondary``: 403 (or ``status``, e.g. 429) with ``Retry-After``, or with no
+        header at all when ``retry_after`` is None (then a client must wait at least
+        a minute); ``primary``: 403 with ``x-ratelimit-remaining: 0`` and
+        ``x-ratelimit-reset`` ``retry_after`` seconds ahead.
         """
         if kind == "secondary":
-            self.inject(path, method=method, status=status or 403, times=times, headers={
+            self.inject(path, method=method, status=status or 403, times=times, headers={} if retry_after is None else {
                 "Retry-After": str(retry_after)}, body={
                 "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
                 "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"})
         elif kind == "primary":
-            reset = int(time.time()) + retry_after
+            reset = int(time.time()) + (retry_after or 0)
             self.inject(path, method=method, status=status or 403, times=times, headers={
                 "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0", "x-ratelimit-used": "5000",
                 "x-ratelimit-reset": str(reset), "x-ratelimit-resource": "core"}, body={
@@ -490,7 +538,7 @@ class GitHubDouble(HttpDouble):
         op, params = routed
         req.operation = op.operation_id
         resp = self._api_call(req, op.operation_id, op.template, params, op)
-        resp.headers.update(self._standard_headers())
+        resp.headers = {**self._standard_headers(), **resp.headers}  # its own (e.g. a rate limit's) win
         documented = str(resp.status) in op.spec.get("responses", {})
         if not documented and resp.status in GENERIC_STATUSES:
             problems = _errors_basic(self.api, resp.body)
@@ -534,7 +582,7 @@ class GitHubDouble(HttpDouble):
         with self._cond:
             if template.startswith("/app/installations/"):
                 return self._access_token(req, int(params["installation_id"]), body)
-            if template.startswith("/repos/{owner}/{repo}/releases/tags/"):
+            if template.startswith("/repos/{owner}/{repo}/releases/"):
                 return self._get_release(req, params)
             scope = self._scope_for(template, params)
             auth = self._authorize(req, scope)
@@ -556,17 +604,23 @@ class GitHubDouble(HttpDouble):
                 page = self._paginate(req, groups)
                 return Response(200, {"total_count": len(groups), "runner_groups": page.body},
                                 headers=page.headers)
+            if tail == "runner-groups/{runner_group_id}/runners":
+                group_id = int(params["runner_group_id"])
+                if group_id not in scope.groups:
+                    return _error(404, "Not Found")
+                runners = [r.api() for r in scope.runners.values() if r.runner_group_id == group_id]
+                page = self._paginate(req, runners)
+                return Response(200, {"total_count": len(runners), "runners": page.body}, headers=page.headers)
             if tail == "runners/{runner_id}":
                 runner = scope.runners.get(int(params["runner_id"]))
                 if runner is None:
                     return _error(404, "Not Found")
                 if req.method == "GET":
                     return Response(200, runner.api())
-                if runner.busy:
+                if runner.busy_now:
                     return Response(422, {"message": f'Bad request - Runner "{runner.name}" is still running a job"',
                                           "documentation_url": DOCS})
-                del scope.runners[runner.id]
-                self.changed()
+                self._drop_runner(scope, runner)
                 return Response(204)
         self.violate(f"{op_id} is in the subset but the double does not implement it")
         return _error(404, "Not Found")
@@ -732,7 +786,15 @@ class GitHubDouble(HttpDouble):
         token = self._bearer(req)
         if token is not None and token not in self.pats and token not in self.installation_tokens:
             return _error(401, "Bad credentials")  # public endpoint, but a bad token still fails
-        tag = params["tag"]
+        if token is None and self.anonymous_budget is not None:
+            if self.anonymous_budget <= 0:
+                # Unauthenticated: 60 requests an hour per address ("Rate limits for the REST API").
+                return Response(403, {"message": "API rate limit exceeded for 127.0.0.1.",
+                                      "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"},
+                                headers={"x-ratelimit-limit": "60", "x-ratelimit-remaining": "0",
+                                         "x-ratelimit-reset": str(int(time.time()) + 3600)})
+            self.anonymous_budget -= 1
+        tag = params.get("tag") or f"v{self.latest_runner}"
         if (params["owner"], params["repo"]) != ("actions", "runner") or not tag.startswith("v") \
                 or tag[1:] not in self.releases:
             return _error(404, "Not Found")
@@ -805,14 +867,18 @@ class GitHubDouble(HttpDouble):
                 return runner
             scope, run = runner
             if parts == ["sessions"] and req.method == "POST":
-                if run.jit and run.sessions:
-                    return Response(409, {"message": "This JIT configuration was already used."})
+                if run.session_open:
+                    # The runner's SessionConflict (Constants.Runner.ReturnCode 5).
+                    return Response(409, {"message": f"A session for runner {run.name} already exists."})
                 run.sessions += 1
+                run.session_open = True
                 run.status, run.version = "online", body.get("version")
                 self.changed()
-                return Response(200, {"runner": run.api()})
+                # RunnerConfigUpdater: config.sh-registered runners are told to refresh their settings.
+                migrate = self.migrate_runner_config and not run.jit
+                return Response(200, {"runner": run.api(), "refresh_config": migrate})
             if parts == ["sessions"] and req.method == "DELETE":
-                run.status = "offline"
+                run.status, run.session_open = "offline", False
                 for job in self.jobs:  # a runner leaving mid-job loses it; an unacknowledged one is re-queued
                     if job.runner_id == run.id and job.state == "assigned":
                         job.state, job.runner_id = "queued", None
@@ -867,11 +933,12 @@ class GitHubDouble(HttpDouble):
         if existing is not None:
             if not body.get("replace"):
                 return Response(409, {"message": "A runner exists with the same name"})
-            del scope.runners[existing.id]
+            self._drop_runner(scope, existing)
         labels = list(body.get("labels") or [])
         if not body.get("no_default_labels"):
             labels = ["self-hosted", "Linux", body.get("arch", "X64"), *labels]
-        run = Runner(self._next_id(), body["name"], group.id, labels, ephemeral=bool(body.get("ephemeral")))
+        run = Runner(self._next_id(), body["name"], group.id, labels, ephemeral=bool(body.get("ephemeral")),
+                     disable_update=bool(body.get("disable_update")))
         scope.runners[run.id] = run
         self.changed()
         return Response(200, {"runner": run.api(), "pool_name": group.name, "server_url": f"{self.url}/_actions/",
@@ -887,17 +954,36 @@ class GitHubDouble(HttpDouble):
                 return Response(404, {"message": "Invalid or expired remove token"})
             if run.busy:
                 return Response(422, {"message": f'Runner "{run.name}" is still running a job'})
-            del scope.runners[run.id]
-            self.changed()
+            self._drop_runner(scope, run)
             return Response(204)
         return Response(404, {"message": "Runner not found"})
+
+    def _drop_runner(self, scope: Scope, run: Runner) -> None:
+        """Remove a registration; a job sent to it but never started goes to another runner."""
+        del scope.runners[run.id]
+        for job in self.jobs:
+            if job.runner_id == run.id and job.state == "assigned":
+                job.state, job.runner_id = "queued", None
+        self.changed()
 
     def _svc_message(self, run: Runner, scope: Scope, wait: float) -> Response:
         deadline = time.monotonic() + wait
         while True:
-            if run.id not in scope.runners:
+            # A long poll left over from an earlier test (reset since) must not take this test's jobs.
+            if run.id not in scope.runners or self.scopes.get((scope.kind, scope.name)) is not scope:
                 return Response(404, {"message": "Runner registration has been deleted from the server"})
             job = self._match_job(run, scope)
+            latest = self.latest_runner
+            if job is not None and latest and run.version and not run.disable_update \
+                    and _version(run.version) < _version(latest):
+                # A job for an outdated runner: it must update first; the job waits in the queue
+                # (once per session: a runner that failed to update gets no job and no second message).
+                if run.update_sent != run.sessions:
+                    run.update_sent = run.sessions
+                    self.update_messages.append((run.name, latest))
+                    self.changed()
+                    return Response(200, {"type": "update", "target_version": latest})
+                job = None
             if job is not None:
                 job.state, job.runner_id = "assigned", run.id
                 self.changed()
@@ -942,9 +1028,15 @@ class GitHubDouble(HttpDouble):
             run = scope.runners.get(job.runner_id or -1)
             if run is not None:
                 run.busy = False
+                if result == "cancelled":
+                    run.busy_until = time.time() + self.busy_after_cancel
                 if run.ephemeral:
                     del scope.runners[run.id]
         self.changed()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 def _grants(have: str | None, want: str) -> bool:

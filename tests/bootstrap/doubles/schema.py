@@ -304,6 +304,17 @@ class DiscoveryApi:
             self._validators[ref] = jsonschema.Draft4Validator(root, format_checker=_FORMATS)
         return _errors(self._validators[ref], body)
 
+    def request_errors(self, method_id: str, body: Any) -> list[str]:
+        """Check a request body against the method's request schema; closed, as Google's JSON parser
+        refuses unknown fields ("Invalid JSON payload received. Unknown name")."""
+        ref = self.doc["methods"][method_id]["request"]["$ref"]
+        key = f"request:{ref}"
+        if key not in self._validators:
+            schemas = {k: _discovery_to_draft4(v, closed=True) for k, v in self.doc["schemas"].items()}
+            self._validators[key] = jsonschema.Draft4Validator({"$ref": f"#/schemas/{ref}", "schemas": schemas},
+                                                               format_checker=_FORMATS)
+        return _errors(self._validators[key], body)
+
     def check_query(self, method_id: str, query: dict[str, list[str]]) -> list[str]:
         """Query parameters must be declared for the method (plus Google's system ones)."""
         declared = {

@@ -6,14 +6,34 @@ Installed by ``runner_tarball.build_runner_tarball`` next to fake ``config.sh``,
 scripts. It honours the real runner's command line contract:
 
 * commands ``configure`` / ``remove`` / ``run``; ``--flag`` and ``--arg value``
-  parsing like ``CommandLineParser``; unknown input is refused with the real
-  "Unrecognized command-line input arguments" error;
+  parsing like ``CommandLineParser``; each command takes only its own flags and
+  args (``validOptions`` in src/Runner.Listener/CommandSettings.cs: ``run``
+  takes ``--once``, ``--jitconfig``, ``--startuptype``), anything else is
+  refused with the real "Unrecognized command-line input arguments" error;
 * every arg or flag may instead come from ``ACTIONS_RUNNER_INPUT_<NAME>``
   (flags parse as booleans), and those variables are removed from the
   environment, as ``CommandSettings`` does;
-* ``configure`` refuses to run twice, writes ``.runner`` (with the UTF-8 BOM the
-  real one has), ``.credentials`` and ``.credentials_rsaparams``;
-* ``run --jitconfig`` decodes the base64 JIT blob (``.runner``/``.credentials``);
+* ``configure`` refuses to run twice: the runner counts as configured when
+  ``.runner`` *or* ``.runner_migrated`` exists (ConfigurationStore.cs
+  ``IsConfigured``); it writes ``.runner`` (with the UTF-8 BOM the real one
+  has), ``.credentials`` and ``.credentials_rsaparams``;
+* when the service asks (``refresh_config``), a connected runner writes its
+  settings again as ``.runner_migrated`` / ``.credentials_migrated``
+  (RunnerConfigUpdater.cs), and later runs prefer them;
+* ``run --jitconfig`` decodes the base64 JIT blob and writes each file into the
+  runner directory, as Runner.cs does;
+* an update message (the service's answer for an outdated runner) makes it
+  update itself as SelfUpdater.cs does: new ``bin.<version>`` next to ``bin``,
+  every root ``.sh`` deleted and copied again, ``bin`` swapped for a symlink
+  (update.sh.template), then exit 3 (``RunnerUpdating``) or, for a run-once or
+  ephemeral runner, 4 (``RunOnceRunnerUpdating``); run-helper.sh waits for
+  ``update.finished`` and run.sh starts the new version. If a step fails (files
+  it may not replace) it prints "Runner update failed" and keeps listening;
+* like config.sh and .NET, it needs libicu: ``bin/fake-ldconfig`` stands for
+  the VM's linker cache (a test may hide libicu from it), and without libicu
+  ``run`` dies the way .NET does (exit 134);
+* a second session for a connected runner is a conflict: exit 5
+  (``SessionConflict``);
 * SIGINT/SIGTERM end the listener; an interrupted job is cancelled;
 * a deleted registration (404 from the service, also while it waits on a job:
   GitHub removes an ephemeral runner as its job completes) ends it with
@@ -49,14 +69,29 @@ ROOT = Path(__file__).resolve().parent.parent
 CONF: dict[str, Any] = (
     json.loads((ROOT / ".fake_runner.json").read_text()) if (ROOT / ".fake_runner.json").exists() else {}
 )
-VERSION = CONF.get("version", "2.330.0")
+# After a self-update bin/ is bin.<version>/, which carries its own version.
+_UPDATED = Path(__file__).resolve().parent / ".fake_version"
+VERSION = _UPDATED.read_text().strip() if _UPDATED.exists() else CONF.get("version", "2.330.0")
 ENV_PREFIX = "ACTIONS_RUNNER_INPUT_"
 COMMANDS = {"configure", "remove", "run", "warmup"}
 FLAGS = {"check", "commit", "disableupdate", "ephemeral", "generateserviceconfig", "help", "once",
-         "replace", "runasservice", "unattended", "version", "no-default-labels"}
+         "replace", "runasservice", "unattended", "version", "no-default-labels", "local"}
 ARGS = {"auth", "labels", "monitorsocketaddress", "name", "pat", "runnergroup", "startuptype", "token",
         "url", "username", "windowslogonaccount", "windowslogonpassword", "work", "jitconfig"}
-TERMINATED_ERROR = 1  # Constants.Runner.ReturnCode.TerminatedError
+# CommandSettings.cs: genericOptions for every command, validOptions per command.
+GENERIC = {"help", "version", "commit", "check"}
+VALID = {
+    "configure": {"disableupdate", "ephemeral", "generateserviceconfig", "replace", "runasservice", "unattended",
+                  "no-default-labels", "auth", "labels", "monitorsocketaddress", "name", "pat", "runnergroup",
+                  "token", "url", "username", "windowslogonaccount", "windowslogonpassword", "work"},
+    "remove": {"token", "pat", "local"},
+    "run": {"once", "jitconfig", "startuptype"},
+    "warmup": set(),
+}
+# Constants.Runner.ReturnCode
+TERMINATED_ERROR, RUNNER_UPDATING, RUN_ONCE_RUNNER_UPDATING, SESSION_CONFLICT = 1, 3, 4, 5
+CONFIG_FILES = (".runner", ".runner_migrated")  # HostContext.GetConfigFile: Runner, MigratedRunner
+CREDENTIAL_FILES = (".credentials", ".credentials_migrated", ".credentials_rsaparams")
 
 
 class Stop(Exception):
@@ -122,8 +157,10 @@ class Settings:
                     self.env[key[len(ENV_PREFIX):].lower()] = value
 
     def unknown(self) -> list[str]:
-        return ([c for c in self.commands if c not in COMMANDS] + [f for f in self.flags if f not in FLAGS]
-                + [a for a in self.args if a not in ARGS])
+        command = (self.commands or ["run"])[0]
+        valid = GENERIC | VALID.get(command, set())
+        return ([c for c in self.commands if c not in COMMANDS] + [f for f in self.flags if f not in valid]
+                + [a for a in self.args if a not in valid])
 
     def get(self, name: str) -> str | None:
         return self.args.get(name) or self.env.get(name)
@@ -173,8 +210,19 @@ def missing(settings: Settings, name: str) -> int:
     return TERMINATED_ERROR
 
 
+def configured() -> bool:
+    """ConfigurationStore.IsConfigured: `.runner` or `.runner_migrated`."""
+    return any((ROOT / name).exists() for name in CONFIG_FILES)
+
+
+def has_libicu() -> bool:
+    """config.sh's check (`ldconfig -NXv ... | grep libicu`), through the fake linker cache."""
+    done = subprocess.run([str(ROOT / "bin" / "fake-ldconfig"), "-NXv"], capture_output=True, text=True)
+    return "libicu" in done.stdout + done.stderr
+
+
 def configure(settings: Settings) -> int:
-    if (ROOT / ".runner").exists():
+    if configured():
         log("Cannot configure the runner because it is already configured. To reconfigure the runner, "
             "run 'config.cmd remove' or './config.sh remove' first.")
         record("error", reason="already configured")
@@ -220,7 +268,7 @@ def configure(settings: Settings) -> int:
 
 def remove(settings: Settings) -> int:
     log("\n# Runner removal\n")
-    if not (ROOT / ".runner").exists():
+    if not configured():
         log("Does not exist. Skipping Removing runner from the server\nDoes not exist. Skipping Removing "
             ".credentials\nDoes not exist. Skipping Removing .runner")
         record("removed", configured=False)
@@ -228,18 +276,24 @@ def remove(settings: Settings) -> int:
     token = settings.get("token") or settings.get("pat")
     if not token:
         return missing(settings, "token")
-    runner_file = json.loads((ROOT / ".runner").read_text(encoding="utf-8-sig"))
+    runner_file = json.loads(settings_file().read_text(encoding="utf-8-sig"))
     status, answer = http("POST", control_url(runner_file["serverUrl"].split("/_actions")[0]) + "unregister",
                           {"token": token, "runner_id": runner_file["agentId"]})
     if status != 204:
         log(f"Failed: Removing runner from the server: {answer and answer.get('message')}")
         record("error", reason="remove failed", status=status)
         return TERMINATED_ERROR
-    for name in (".credentials", ".credentials_rsaparams", ".runner"):
+    for name in (*CREDENTIAL_FILES, *CONFIG_FILES):  # DeleteCredential / DeleteSettings: both names
         (ROOT / name).unlink(missing_ok=True)
     log("√ Runner removed successfully\n√ Removed .credentials\n√ Removed .runner")
     record("removed", configured=True, runner_id=runner_file["agentId"])
     return 0
+
+
+def settings_file() -> Path:
+    """The migrated settings when there are any (BrokerMessageListener prefers them), else `.runner`."""
+    migrated = ROOT / ".runner_migrated"
+    return migrated if migrated.exists() else ROOT / ".runner"
 
 
 def load_identity(settings: Settings) -> tuple[dict[str, Any], str] | None:
@@ -247,15 +301,61 @@ def load_identity(settings: Settings) -> tuple[dict[str, Any], str] | None:
     jit = settings.get("jitconfig")
     if jit:
         files = json.loads(base64.b64decode(jit))
+        for name, content in files.items():  # Runner.cs writes every file of the JIT config
+            (ROOT / name).write_bytes(base64.b64decode(content))
         runner_file = json.loads(base64.b64decode(files[".runner"]))
         creds = json.loads(base64.b64decode(files[".credentials"]))
         return {"serverUrl": runner_file["ServerUrl"], "agentName": runner_file["AgentName"],
                 "agentId": runner_file["AgentId"], "ephemeral": runner_file["Ephemeral"]}, creds["Data"]["ClientId"]
-    if not (ROOT / ".runner").exists():
+    if not configured():
         return None
-    runner_file = json.loads((ROOT / ".runner").read_text(encoding="utf-8-sig"))
-    creds = json.loads((ROOT / ".credentials").read_text())
+    runner_file = json.loads(settings_file().read_text(encoding="utf-8-sig"))
+    migrated = ROOT / ".credentials_migrated"
+    creds = json.loads((migrated if migrated.exists() else ROOT / ".credentials").read_text())
     return runner_file, creds["data"]["clientId"]
+
+
+def migrate(runner_file: dict[str, Any], credential: str) -> None:
+    """RunnerConfigUpdater: refreshed settings and credentials saved under the migrated names."""
+    (ROOT / ".runner_migrated").write_text(json.dumps(runner_file, indent=2), encoding="utf-8-sig")
+    path = ROOT / ".credentials_migrated"
+    path.write_text(json.dumps({"scheme": "OAuth", "data": {"clientId": credential}}))
+    path.chmod(0o600)
+    record("migrated", name=runner_file.get("agentName"))
+
+
+def self_update(target: str, run_once: bool) -> int | None:
+    """SelfUpdater.cs + update.sh.template; the exit code to leave with, or None if the update failed."""
+    record("update_message", current=VERSION, target=target)
+    log("Runner update in progress, do not shutdown runner.")
+    log(f"Downloading {target} runner")
+    try:
+        # CopyLatestRunnerToRoot: bin.<version>/ and externals.<version>/ under the root...
+        new_bin = ROOT / f"bin.{target}"
+        new_bin.mkdir(exist_ok=True)
+        for item in (ROOT / "bin").iterdir():
+            if item.is_file():
+                (new_bin / item.name).write_bytes(item.read_bytes())
+                (new_bin / item.name).chmod(item.stat().st_mode & 0o777)
+        (new_bin / ".fake_version").write_text(target + "\n")
+        (ROOT / f"externals.{target}").mkdir(exist_ok=True)
+        # ...then every root .sh is deleted and copied again ("works around permissions issues").
+        for script in sorted(ROOT.glob("*.sh")):
+            data, mode = script.read_bytes(), script.stat().st_mode & 0o777
+            script.unlink()
+            script.write_bytes(data)
+            script.chmod(mode)
+        # update.sh.template, once the listener has exited: bin -> bin.<version>.
+        (ROOT / "bin").rename(ROOT / f"bin.{VERSION}")
+        (ROOT / "bin").symlink_to(new_bin)
+    except OSError as error:
+        log(f"Runner update failed: {error}")  # SelfUpdater: the exception is caught, the listener goes on
+        record("self_update", ok=False, target=target, error=type(error).__name__)
+        return None
+    Path("update.finished").touch()  # what run-helper.sh waits for (relative to the runner's cwd)
+    record("self_update", ok=True, target=target)
+    log("Runner will exit shortly for update, should be back online within 10 seconds.")
+    return RUN_ONCE_RUNNER_UPDATING if run_once else RUNNER_UPDATING
 
 
 def run_job(job: dict[str, Any]) -> None:
@@ -278,6 +378,13 @@ def run_job(job: dict[str, Any]) -> None:
 
 
 def run(settings: Settings) -> int:
+    if not has_libicu():
+        # What .NET does without ICU (the runner is a .NET program): abort before anything else.
+        print("Process terminated. Couldn't find a valid ICU package installed on the system. Set the "
+              "configuration flag System.Globalization.Invariant to true if you want to run with no "
+              "globalization support.", flush=True)
+        record("error", reason="no libicu")
+        return 134
     identity = load_identity(settings)
     if identity is None:
         log("Not configured. Run config.(sh/cmd) to configure the runner.")
@@ -293,13 +400,19 @@ def run(settings: Settings) -> int:
             log("Runner registration has been deleted from the server, please re-configure.")
             record("error", reason="registration deleted")
             return TERMINATED_ERROR
+        if status == 409:
+            log(f"Failed to create a session. {answer and answer.get('message')}")
+            record("error", reason="session conflict")
+            return SESSION_CONFLICT
         if status != 200:
             log(f"Failed to create a session: {answer and answer.get('message')}")
             record("error", reason="session refused", status=status)
             return TERMINATED_ERROR
         connected = True
         log(f"\n√ Connected to GitHub\n\nCurrent runner version: '{VERSION}'\n{now()}: Listening for Jobs")
-        record("connected", name=runner_file["agentName"], runner_id=runner_file["agentId"])
+        record("connected", name=runner_file["agentName"], runner_id=runner_file["agentId"], version=VERSION)
+        if answer.get("refresh_config"):
+            migrate(runner_file, credential)
         while True:
             status, message = http("GET", service + "message?wait=5", token=credential, timeout=15)
             if status == 204:
@@ -308,6 +421,12 @@ def run(settings: Settings) -> int:
                 log("Runner registration has been deleted from the server, please re-configure.")
                 record("error", reason="registration deleted")
                 return TERMINATED_ERROR
+            if message.get("type") == "update":
+                code = self_update(message["target_version"], bool(runner_file.get("ephemeral"))
+                                   or settings.flag("once"))
+                if code is not None:
+                    return code
+                continue
             job = message
             http("POST", f"{service}jobs/{job['job_id']}/start", {}, credential)  # acknowledge: now busy
             log(f"{now()}: Running job: {job['name']}")
