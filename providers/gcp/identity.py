@@ -14,12 +14,18 @@ from schema.models import GcpPool
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 # The agent's own logs and metrics: write-only roles, no read access to anything.
 PROJECT_ROLES = {"logs": "roles/logging.logWriter", "metrics": "roles/monitoring.metricWriter"}
-# regionInstanceGroupManagers.listManagedInstances (the ghost sweep) needs read
-# access to the group: compute.instanceGroupManagers.get, and only that (REST
-# reference, regionInstanceGroupManagers/listManagedInstances, "Authorization").
+# What the agent does with its own group:
+# - regionInstanceGroupManagers.listManagedInstances (the ghost sweep) and .get
+#   (the target size, before leaving) need compute.instanceGroupManagers.get;
+# - leaving through the group -- deleteInstances (lowers the target size) or,
+#   at the floor, recreateInstances -- needs compute.instanceGroupManagers.update
+#   (REST reference, regionInstanceGroupManagers/deleteInstances and
+#   /recreateInstances, "Authorization").
 # Compute Engine has no IAM policy on a single instance group manager, so a
-# project-level custom role holding only that permission is the narrowest grant.
-GROUP_READ_PERMISSIONS = ["compute.instanceGroupManagers.get"]
+# project-level custom role holding only these is the narrowest grant: a VM's
+# root could change other groups of the project too (the runner user cannot
+# reach the metadata server). README says to give runners a project of their own.
+GROUP_PERMISSIONS = ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.update"]
 
 
 def build_identity(
@@ -96,7 +102,7 @@ def build_identity(
         project=project,
         title=f"gh-runners {name} group reader",
         description="Read managed instance groups (listManagedInstances) for the gh-runners ghost sweep.",
-        permissions=GROUP_READ_PERMISSIONS,
+        permissions=GROUP_PERMISSIONS,
         opts=opts,
     )
     grants.append(

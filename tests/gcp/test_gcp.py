@@ -322,8 +322,9 @@ def test_iam_is_scoped_to_the_one_secret_and_the_one_account(default: Recording)
         assert "condition" not in grant.inputs
     custom = default.named("codex-group-role").inputs
     assert custom["roleId"] == role_id and "-" not in role_id
-    # listManagedInstances needs .get only: read one group's metadata, nothing else
-    assert custom["permissions"] == ["compute.instanceGroupManagers.get"]
+    # get: listManagedInstances and the target size; update: leaving through the group (deleteInstances /
+    # recreateInstances), which the agent calls on its own MIG (bootstrap/agent/gcp.py leave_group).
+    assert custom["permissions"] == ["compute.instanceGroupManagers.get", "compute.instanceGroupManagers.update"]
     # The secret accessor role is granted on the secret only, never on the project.
     assert all("secretmanager" not in role for role in project_roles)
 
