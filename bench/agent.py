@@ -74,7 +74,7 @@ COLD_BUDGET = [
     ["cloud-init: the runner user, our files, the unit (no packages, no setup script)", "1–3", "1–3",
      "estimate: three small modules, no network"],
     ["agent: python3 start, link-local metadata, 2 (PAT) / 3 (App) regional round trips", "0.3–1", "0.3–1",
-     "measured below: {agent}"],
+     "measured above: {agent}"],
     ["runner: run.sh to \"Listening for Jobs\" (.NET start, session)", "2–5", "2–5",
      "estimate; one more round trip to GitHub"],
     ["GitHub hands the queued job to the runner", "1–3", "1–3", "estimate"],
