@@ -136,6 +136,8 @@ def agent_config(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mappin
     }
     if runner_group_id is not None:
         doc["runner_group_id"] = runner_group_id
+    if location.get("leave_seconds"):  # what a short window leaves for deregistering (agent default: 20 s)
+        doc["leave_seconds"] = int(location["leave_seconds"])
     if cloud == "gcp":
         doc["floor"] = {"min": pool.size.min, "schedules": [cron_sets(s) for s in pool.schedules]}
     return doc

@@ -198,6 +198,13 @@ def test_runner_names_are_unique_per_deployment_of_a_pool() -> None:
     assert all(len(f"{p}-i-0123456789abcdef0") <= 64 for p in (first, *others))
 
 
+def test_a_backend_can_set_the_leave_budget_for_its_window() -> None:
+    document = render_user_data(pool("gcp"), EXAMPLE.github, {**GCP_LOCATION, "leave_seconds": "8"})
+    assert json.loads(files(document)[CONFIG_PATH]["content"])["leave_seconds"] == 8
+    default = json.loads(files(render_user_data(pool("gcp"), EXAMPLE.github, GCP_LOCATION))[CONFIG_PATH]["content"])
+    assert "leave_seconds" not in default
+
+
 def test_the_runner_group_id_reaches_the_config_when_known() -> None:
     org = GitHubTarget(organization="acme")
     known = json.loads(files(render_user_data(pool(runner_group="linux"), org, AWS_LOCATION, runner_group_id=42))
