@@ -23,6 +23,11 @@ Place = tuple[str, str]  # (project, region)
 # constants. Spot: 30 s hold the drain, the runner's stop and single attempts
 # at deregistration, not their retries (see that test).
 DRAIN_SECONDS = {"standard": 540, "spot": 10}
+# What the agent keeps for deregistering (and leaving the group) once the
+# runner has stopped: its whole stop path is bounded by it (bootstrap/agent/
+# main.py, Retry.deadline). Standard VMs keep the agent's default; spot VMs
+# fit drain + runner stop + this into the 30 s preemption notice.
+LEAVE_SECONDS = {"standard": None, "spot": 12}
 
 
 class GcpBackend(Backend[GcpPool]):
@@ -136,6 +141,7 @@ class GcpBackend(Backend[GcpPool]):
             secret_name=f"projects/{project}/secrets/{names.secret_id}",
             extra={
                 "drain_seconds": str(DRAIN_SECONDS["spot" if pool.spot else "standard"]),
+                **({"leave_seconds": str(LEAVE_SECONDS["spot"])} if pool.spot else {}),
                 # The receiver names the VMs it creates in the group after this
                 # (createInstances takes full instance names) and tells its own
                 # VMs from others by it.

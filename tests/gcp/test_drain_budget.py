@@ -17,7 +17,7 @@ import pytest
 from bootstrap.agent import http
 from bootstrap.agent.config import Config
 from bootstrap.cloud_config import agent_config
-from providers.gcp.backend import DRAIN_SECONDS
+from providers.gcp.backend import DRAIN_SECONDS, LEAVE_SECONDS
 from providers.gcp.group import GRACEFUL_SHUTDOWN_SECONDS, SHUTDOWN_WINDOW_SECONDS
 from schema.models import GcpPool, GitHubTarget
 
@@ -37,6 +37,8 @@ def agent(pool: GcpPool, monkeypatch: pytest.MonkeyPatch) -> Config:
     for name in ("DRAIN_SECONDS", "STOP_SECONDS", "RETRY_SECONDS"):
         monkeypatch.delenv(f"GH_RUNNERS_{name}", raising=False)
     location = {"cloud": "gcp", "secret": "s", "region": "r", "group": "g", "project": "p"}
+    if pool.spot:
+        location["leave_seconds"] = str(LEAVE_SECONDS["spot"])
     drain = DRAIN_SECONDS["spot" if pool.spot else "standard"]
     return Config(agent_config(pool, GitHubTarget(repository="a/b"), location, drain))
 
@@ -64,3 +66,11 @@ def test_spot_drain_and_runner_stop_leave_half_the_preemption_notice(monkeypatch
     cfg = agent(GcpPool.model_validate({"name": "p", "provider": "gcp", "spot": True}), monkeypatch)
     assert SHUTDOWN_WINDOW_SECONDS["spot"] == 30
     assert cfg.drain_seconds + cfg.stop_seconds <= SHUTDOWN_WINDOW_SECONDS["spot"] / 2
+
+
+def test_spot_stop_path_with_its_leave_budget_fits_the_preemption_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent bounds deregistering and leaving by `leave_seconds` (its default, 20 s, would not fit):
+    drain + runner stop + leave must end inside the 30 s a preemption gives."""
+    cfg = agent(GcpPool.model_validate({"name": "p", "provider": "gcp", "spot": True}), monkeypatch)
+    assert cfg.leave_seconds == LEAVE_SECONDS["spot"]
+    assert cfg.drain_seconds + cfg.stop_seconds + cfg.leave_seconds < SHUTDOWN_WINDOW_SECONDS["spot"]
