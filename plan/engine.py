@@ -147,6 +147,13 @@ class CloudMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("pulumi:providers:"):
             self.provider_inputs[args.name] = inputs
             return f"{args.name}-provider-id", outputs
+        if args.typ in (
+            "github:index/actionsRunnerGroup:ActionsRunnerGroup",
+            "github:index/enterpriseActionsRunnerGroup:EnterpriseActionsRunnerGroup",
+        ):
+            # The provider's id for a runner group is GitHub's numeric group id
+            # (terraform-provider-github, d.SetId(strconv.FormatInt(runnerGroup.GetID(), 10))).
+            return str(_stable_number(f"{args.typ}/{args.name}")), outputs
         if package == "aws":
             region = self._provider_region(args.provider, "us-east-1")
             service = args.typ.split(":")[1].split("/")[0]

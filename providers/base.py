@@ -85,6 +85,20 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class UserData:
+    """The VM's user data, and the largest it can be.
+
+    `text` is a plain string, or an Output when it carries a value known only
+    once a resource exists (the id of a runner group the stack creates);
+    `longest` is rendered with the widest such value, so a cloud's size limit
+    is checked before anything is created.
+    """
+
+    text: pulumi.Input[str]
+    longest: str
+
+
+@dataclass(frozen=True)
 class VmGroup:
     name: pulumi.Output[str]
     id: pulumi.Output[str]
@@ -126,6 +140,12 @@ class Backend(ABC, Generic[PoolT]):
 
     @abstractmethod
     def vm_group(
-        self, pool: PoolT, site: Site, network: Network, identity: Identity, user_data: str, parent: pulumi.Resource
+        self,
+        pool: PoolT,
+        site: Site,
+        network: Network,
+        identity: Identity,
+        user_data: UserData,
+        parent: pulumi.Resource,
     ) -> VmGroup:
         """The VM template and the group that keeps the pool's size."""

@@ -7,10 +7,12 @@ from typing import Any
 import pulumi
 
 from bootstrap.cloud_config import render_user_data
-from providers.base import Backend, StackContext
+from providers.base import Backend, StackContext, UserData
 from schema.models import Pool
 
 RUNNER_POOL_TYPE = "ghrunners:index:RunnerPool"  # part of every URN: never rename without aliases
+# GitHub runner group ids are int64: the widest one sizes the user data.
+WIDEST_RUNNER_GROUP_ID = 2**63 - 1
 
 
 class RunnerPool(pulumi.ComponentResource):
@@ -26,12 +28,13 @@ class RunnerPool(pulumi.ComponentResource):
         backend: Backend[Any],
         context: StackContext,
         opts: pulumi.ResourceOptions | None = None,
+        runner_group_id: pulumi.Output[str] | None = None,
     ) -> None:
         super().__init__(RUNNER_POOL_TYPE, pool.name, None, opts)
         site = backend.site(pool)
         network = backend.network(pool, site, self)
         identity = backend.identity(pool, site, self)
-        user_data = render_user_data(pool, context.github, site.agent_location())
+        user_data = pool_user_data(pool, context, site.agent_location(), runner_group_id)
         group = backend.vm_group(pool, site, network, identity, user_data, self)
 
         self.site = site  # where it lives: the receivers' configuration names its group
@@ -61,3 +64,21 @@ class RunnerPool(pulumi.ComponentResource):
 def runs_on(labels: list[str]) -> str:
     """A ready `runs-on:` value: every label, so jobs land on this pool only."""
     return "[" + ", ".join(labels) + "]"
+
+
+def pool_user_data(
+    pool: Pool, context: StackContext, location: dict[str, str], runner_group_id: pulumi.Output[str] | None
+) -> UserData:
+    """The VM's user data. With a runner group the stack creates, its id rides along (the resource's id is
+    the numeric group id: terraform-provider-github, resource_github_actions_runner_group.go and
+    resource_github_enterprise_actions_runner_group.go, `d.SetId(strconv.FormatInt(runnerGroup.GetID(), 10))`),
+    so the agent registers without looking the group up: one GitHub round trip fewer at every boot."""
+    if runner_group_id is None:
+        text = render_user_data(pool, context.github, location)
+        return UserData(text=text, longest=text)
+    return UserData(
+        text=runner_group_id.apply(
+            lambda group_id: render_user_data(pool, context.github, location, runner_group_id=int(group_id))
+        ),
+        longest=render_user_data(pool, context.github, location, runner_group_id=WIDEST_RUNNER_GROUP_ID),
+    )

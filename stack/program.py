@@ -48,7 +48,7 @@ def build_pools(runners: RunnersFile, config: StackConfig) -> BuiltPools:
         credential_kind=config.credential.kind,
         locate=_locator(config.runners_file, runners),
     )
-    groups: dict[str, pulumi.Resource] = {}
+    groups: dict[str, pulumi.CustomResource] = {}
     if runners.managed_groups:
         # pulumi_github loads only when the stack owns runner groups.
         from stack.runner_groups import build_runner_groups
@@ -62,7 +62,8 @@ def build_pools(runners: RunnersFile, config: StackConfig) -> BuiltPools:
         group = groups.get(pool.group_name)
         opts = pulumi.ResourceOptions(depends_on=[group]) if group else None
         try:
-            pools.append(RunnerPool(pool, backends[pool.provider], context, opts))
+            group_id = group.id if group else None  # the VMs register into it without a lookup
+            pools.append(RunnerPool(pool, backends[pool.provider], context, opts, runner_group_id=group_id))
         except PoolProblem as problem:
             raise pulumi.RunError(_located(config.runners_file, index, problem)) from None
     return BuiltPools(runners=runners, context=context, backends=backends, pools=pools)

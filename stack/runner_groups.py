@@ -31,12 +31,12 @@ def github_provider(target: GitHubTarget, credential: GitHubCredential) -> githu
 
 def build_runner_groups(
     target: GitHubTarget, groups: list[RunnerGroup], credential: GitHubCredential
-) -> dict[str, pulumi.Resource]:
+) -> dict[str, pulumi.CustomResource]:
     """One resource per managed group; none for repository targets."""
     if target.scope == "repository" or not groups:
         return {}
     provider = github_provider(target, credential)
-    created: dict[str, pulumi.Resource] = {}
+    created: dict[str, pulumi.CustomResource] = {}
     for group in groups:
         # GitHub group names are case-insensitive and `name` is updated in place,
         # so the URN uses the lower-cased name: changing a group's case renames

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group, packed_user_data
 from providers.aws.identity import Account, build_identity
 from providers.aws.network import Shape, SharedNetwork, Vpc, build_vpc, existing_network, pool_network
-from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
+from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, UserData, VmGroup
 from providers.naming import deployment_scoped
 from providers.tags import pool_tags, stack_tags
 from schema.models import AwsPool
@@ -244,9 +244,15 @@ class AwsBackend(Backend[AwsPool]):
         )
 
     def vm_group(
-        self, pool: AwsPool, site: Site, network: Network, identity: Identity, user_data: str, parent: pulumi.Resource
+        self,
+        pool: AwsPool,
+        site: Site,
+        network: Network,
+        identity: Identity,
+        user_data: UserData,
+        parent: pulumi.Resource,
     ) -> VmGroup:
-        size = len(packed_user_data(user_data))
+        size = len(packed_user_data(user_data.longest))
         if size > USER_DATA_LIMIT:
             raise PoolProblem(
                 ("setup_script",),
@@ -254,7 +260,13 @@ class AwsBackend(Backend[AwsPool]):
                 "or bake the tools into the pool's image",
             )
         return build_vm_group(
-            pool, site, network, identity, user_data, pool_tags(pool, self.context), self._opts(site.region, parent)
+            pool,
+            site,
+            network,
+            identity,
+            user_data.text,
+            pool_tags(pool, self.context),
+            self._opts(site.region, parent),
         )
 
 

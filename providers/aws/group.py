@@ -70,7 +70,7 @@ def build_vm_group(
     site: Site,
     network: Network,
     identity: Identity,
-    user_data: str,
+    user_data: pulumi.Input[str],
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> VmGroup:
@@ -111,7 +111,9 @@ def build_vm_group(
                 delete_on_termination="true",
             )
         ],
-        user_data=base64.b64encode(packed_user_data(user_data)).decode(),
+        user_data=pulumi.Output.from_input(user_data).apply(
+            lambda text: base64.b64encode(packed_user_data(text)).decode()
+        ),
         update_default_version=True,
         tag_specifications=[
             aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)

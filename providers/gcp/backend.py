@@ -6,7 +6,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi.runtime.mocks import MockMonitor
 
-from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, VmGroup
+from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, UserData, VmGroup
 from providers.gcp import GcpNames
 from providers.gcp.group import build_vm_group, scaling_schedules
 from providers.gcp.identity import build_identity
@@ -164,7 +164,13 @@ class GcpBackend(Backend[GcpPool]):
         )
 
     def vm_group(
-        self, pool: GcpPool, site: Site, network: Network, identity: Identity, user_data: str, parent: pulumi.Resource
+        self,
+        pool: GcpPool,
+        site: Site,
+        network: Network,
+        identity: Identity,
+        user_data: UserData,
+        parent: pulumi.Resource,
     ) -> VmGroup:
         place = _place(site)
         return build_vm_group(
@@ -174,7 +180,7 @@ class GcpBackend(Backend[GcpPool]):
             self._names(pool, site),
             network,
             identity,
-            user_data,
+            user_data.text,
             pool_tags(pool, self.context),
             # Only asked for when the pool names no zones of its own.
             len(pool.zones) if pool.zones else self._region_zones(place).apply(len),

@@ -55,7 +55,7 @@ def build_vm_group(
     names: GcpNames,
     network: Network,
     identity: Identity,
-    user_data: str,
+    user_data: pulumi.Input[str],
     labels: dict[str, str],
     zone_count: pulumi.Input[int],
     machine_type: pulumi.Input[str],

@@ -483,3 +483,14 @@ def test_packed_user_data_is_the_same_bytes_on_every_python() -> None:
     packed = packed_user_data("#cloud-config\nruncmd: [[true]]\n")
     assert packed[:10] == bytes.fromhex("1f8b0800000000000203")  # deflate, mtime 0, max compression, Unix
     assert gzip.decompress(packed) == b"#cloud-config\nruncmd: [[true]]\n"
+
+
+def test_a_runner_group_the_stack_creates_gives_its_id_to_the_vms(tmp_path: Path) -> None:
+    """The agent registers into the group without looking it up (issue 11: two round trips with a PAT)."""
+    header = "version: 1\ngithub: {organization: acme}\npools:\n"
+    pools = "  - {name: codex, provider: aws, runner_group: ci}\n  - {name: plain, provider: aws}\n"
+    recording = run_file(tmp_path, header + pools)
+    (group,) = recording.of_type("github:index/actionsRunnerGroup:ActionsRunnerGroup")
+    assert agent_config_of(recording, "codex")["runner_group_id"] == int(group.id)
+    # The org's default group is looked up by name on the VM: the stack does not own it.
+    assert "runner_group_id" not in agent_config_of(recording, "plain")
