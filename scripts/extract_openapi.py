@@ -24,15 +24,23 @@ Regenerate (network access to the npm registry and PyPI required):
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
+
+from api_subsets import (
+    DOTCOM,
+    GHEC,
+    Methods,
+    check_version,
+    discovery_subset,
+    gapi_unpack,
+    npm_unpack,
+    rest_subset,
+    write,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "tests" / "bootstrap" / "openapi"
@@ -41,9 +49,6 @@ OCTOKIT_PACKAGE = "@octokit/openapi"
 OCTOKIT_VERSION = "23.0.2"
 GAPI_PACKAGE = "google-api-python-client"
 GAPI_VERSION = "2.202.0"
-
-DOTCOM = "api.github.com.json"
-GHEC = "ghec.json"
 
 _SCOPES = {
     "repo": "/repos/{owner}/{repo}/actions",
@@ -79,87 +84,12 @@ def _github_operations() -> list[tuple[str, str, str]]:
     return ops
 
 
-def _refs(node: Any) -> set[str]:
-    """All local ``$ref`` targets below ``node``."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            found.add(ref)
-        for value in node.values():
-            found |= _refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _refs(value)
-    return found
-
-
-def _strip_examples(node: Any) -> Any:
-    """Drop media-type ``examples``: they are most of the bytes and validate nothing."""
-    if isinstance(node, dict):
-        return {k: _strip_examples(v) for k, v in node.items() if k != "examples"}
-    if isinstance(node, list):
-        return [_strip_examples(v) for v in node]
-    return node
-
-
-def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        out = {k: _rename_refs(v, renames) for k, v in node.items()}
-        if isinstance(out.get("$ref"), str) and out["$ref"] in renames:
-            out["$ref"] = renames[out["$ref"]]
-        return out
-    if isinstance(node, list):
-        return [_rename_refs(v, renames) for v in node]
-    return node
-
-
-def _closure(doc: dict[str, Any], roots: list[Any]) -> dict[str, Any]:
-    """Every component (by ``#/components/...`` ref) reachable from ``roots``."""
-    todo = set().union(*(_refs(r) for r in roots))
-    seen: dict[str, Any] = {}
-    while todo:
-        ref = todo.pop()
-        if ref in seen:
-            continue
-        if not ref.startswith("#/components/"):
-            raise SystemExit(f"unexpected non-local $ref {ref!r}")
-        _, _, kind, name = ref.split("/", 3)
-        target = _strip_examples(doc["components"][kind][name])
-        seen[ref] = target
-        todo |= _refs(target) - seen.keys()
-    return seen
-
-
 def build_github_subset(octokit_dir: Path, version: str) -> dict[str, Any]:
     """Build the pruned OpenAPI document from an unpacked @octokit/openapi."""
     docs = {
         name: json.loads((octokit_dir / "generated" / name).read_text())
         for name in (DOTCOM, GHEC)
     }
-    paths: dict[str, dict[str, Any]] = {}
-    components: dict[str, dict[str, Any]] = {}
-    for src, path, method in _github_operations():
-        try:
-            op = docs[src]["paths"][path][method]
-        except KeyError:
-            raise SystemExit(f"{src} has no {method.upper()} {path}") from None
-        op = _strip_examples(copy.deepcopy(op))
-        op["x-subset-source"] = src
-        closure = _closure(docs[src], [op])
-        # Two sources may define one component name differently: keep both,
-        # the ghec one under a suffixed name, and point ghec operations at it.
-        renames: dict[str, str] = {}
-        for ref, target in closure.items():
-            _, _, kind, name = ref.split("/", 3)
-            existing = components.get(kind, {}).get(name)
-            if existing is not None and existing != target and src == GHEC:
-                renames[ref] = f"#/components/{kind}/{name}--ghec"
-        for ref, target in closure.items():
-            new_ref = renames.get(ref, ref)
-            _, _, kind, name = new_ref.split("/", 3)
-            components.setdefault(kind, {})[name] = _rename_refs(target, renames)
-        paths.setdefault(path, {})[method] = _rename_refs(op, renames)
     return {
         "openapi": docs[DOTCOM]["openapi"],
         "info": {
@@ -172,14 +102,13 @@ def build_github_subset(octokit_dir: Path, version: str) -> dict[str, Any]:
                 "generator": "scripts/extract_openapi.py",
             },
         },
-        "paths": dict(sorted(paths.items())),
-        "components": {k: dict(sorted(v.items())) for k, v in sorted(components.items())},
+        **rest_subset(docs, _github_operations()),
     }
 
 
 # --- Google Cloud --------------------------------------------------------------
 
-_GCP_METHODS = {
+_GCP_METHODS: Methods = {
     # api: [(resource path, method name)]
     # A VM that is done leaves through its group: get (targetSize), deleteInstances or recreateInstances.
     "compute.v1": [(("regionInstanceGroupManagers",), name)
@@ -188,60 +117,9 @@ _GCP_METHODS = {
 }
 
 
-def _discovery_refs(node: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            found.add(node["$ref"])
-        for value in node.values():
-            found |= _discovery_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _discovery_refs(value)
-    return found
-
-
-def _drop_descriptions(node: Any) -> Any:
-    """Descriptions are prose; Compute's alone would be megabytes."""
-    if isinstance(node, dict):
-        return {
-            k: _drop_descriptions(v)
-            for k, v in node.items()
-            if k not in ("description", "enumDescriptions", "enumDeprecated")
-        }
-    if isinstance(node, list):
-        return [_drop_descriptions(v) for v in node]
-    return node
-
-
 def build_gcp_subset(gapi_dir: Path, version: str) -> dict[str, Any]:
     """Build the pruned discovery subset from an unpacked google-api-python-client."""
-    apis: dict[str, Any] = {}
-    for api, methods in _GCP_METHODS.items():
-        doc = json.loads(
-            (gapi_dir / "googleapiclient/discovery_cache/documents" / f"{api}.json").read_text()
-        )
-        picked: dict[str, Any] = {}
-        for resource_path, name in methods:
-            node: dict[str, Any] = doc
-            for part in resource_path:
-                node = node["resources"][part]
-            picked[".".join((*resource_path, name))] = _drop_descriptions(node["methods"][name])
-        todo = _discovery_refs(picked)
-        schemas: dict[str, Any] = {}
-        while todo:
-            ref = todo.pop()
-            if ref in schemas:
-                continue
-            schemas[ref] = _drop_descriptions(doc["schemas"][ref])
-            todo |= _discovery_refs(schemas[ref]) - schemas.keys()
-        apis[api] = {
-            "rootUrl": doc["rootUrl"],
-            "servicePath": doc["servicePath"],
-            "revision": doc.get("revision"),
-            "methods": picked,
-            "schemas": dict(sorted(schemas.items())),
-        }
+    apis = discovery_subset(gapi_dir, _GCP_METHODS)
     return {
         "x-source": {
             "package": GAPI_PACKAGE,
@@ -251,49 +129,6 @@ def build_gcp_subset(gapi_dir: Path, version: str) -> dict[str, Any]:
         },
         "apis": apis,
     }
-
-
-# --- fetching --------------------------------------------------------------------
-
-
-def fetch_octokit(version: str, workdir: Path) -> Path:
-    """``npm pack`` the package and unpack only the two files we read (no node_modules)."""
-    out = subprocess.run(
-        ["npm", "pack", f"{OCTOKIT_PACKAGE}@{version}", "--json", "--pack-destination", str(workdir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=workdir,
-    )
-    tgz = workdir / json.loads(out.stdout)[0]["filename"]
-    wanted = {f"package/generated/{DOTCOM}", f"package/generated/{GHEC}", "package/package.json"}
-    with tarfile.open(tgz) as tar:
-        members = [m for m in tar.getmembers() if m.name in wanted]
-        tar.extractall(workdir, members=members, filter="data")
-    return workdir / "package"
-
-
-def fetch_gapi(version: str, workdir: Path) -> Path:
-    """``pip download`` the wheel and unpack only the discovery documents we read."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         f"{GAPI_PACKAGE}=={version}", "-d", str(workdir)],
-        check=True,
-    )
-    wheel = next(workdir.glob("google_api_python_client-*.whl"))
-    dest = workdir / "gapi"
-    with zipfile.ZipFile(wheel) as zf:
-        for api in _GCP_METHODS:
-            zf.extract(f"googleapiclient/discovery_cache/documents/{api}.json", dest)
-    return dest
-
-
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Sorted, one key per line: reviewable diffs when the package is bumped.
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
-    print(f"wrote {shown} ({path.stat().st_size // 1024} KiB)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,14 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        octokit_dir = args.octokit_dir or fetch_octokit(args.octokit_version, Path(tmp))
-        pkg = json.loads((octokit_dir / "package.json").read_text())
-        if pkg["version"] != args.octokit_version:
-            raise SystemExit(f"{octokit_dir} is {pkg['version']}, expected {args.octokit_version}")
-        _write(args.out_dir / "github-subset.json", build_github_subset(octokit_dir, pkg["version"]))
+        version = args.octokit_version
+        octokit_dir = check_version(args.octokit_dir, OCTOKIT_PACKAGE, version) if args.octokit_dir \
+            else npm_unpack(OCTOKIT_PACKAGE, version, Path(tmp), [f"generated/{DOTCOM}", f"generated/{GHEC}"])
+        write(args.out_dir / "github-subset.json", build_github_subset(octokit_dir, version), REPO_ROOT)
 
-        gapi_dir = args.gapi_dir or fetch_gapi(args.gapi_version, Path(tmp))
-        _write(args.out_dir / "gcp-subset.json", build_gcp_subset(gapi_dir, args.gapi_version))
+        gapi_dir = args.gapi_dir or gapi_unpack(GAPI_PACKAGE, args.gapi_version, _GCP_METHODS, Path(tmp))
+        write(args.out_dir / "gcp-subset.json", build_gcp_subset(gapi_dir, args.gapi_version), REPO_ROOT)
     return 0
 
 

@@ -31,13 +31,25 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
+
+from api_subsets import (
+    DOTCOM,
+    GHEC,
+    Methods,
+    check_version,
+    closure,
+    discovery_subset,
+    drop,
+    gapi_unpack,
+    grouped,
+    npm_unpack,
+    rest_subset,
+    write,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "tests" / "scaler" / "fixtures"
@@ -51,7 +63,6 @@ GAPI_PACKAGE, GAPI_VERSION = "google-api-python-client", "2.202.0"
 
 EXAMPLE_EVENTS = ("workflow_job", "ping")
 WEBHOOKS = ("ping", "workflow-job-queued", "workflow-job-in-progress", "workflow-job-completed", "workflow-job-waiting")
-DOTCOM, GHEC = "api.github.com.json", "ghec.json"
 REST_OPERATIONS = [
     (DOTCOM, "/repos/{owner}/{repo}/actions/runs", "get"),
     (DOTCOM, "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs", "get"),
@@ -61,64 +72,13 @@ REST_OPERATIONS = [
     (DOTCOM, "/orgs/{org}/repos", "get"),
     (DOTCOM, "/app/installations/{installation_id}/access_tokens", "post"),
 ]
-GCP_METHODS = {
+GCP_METHODS: Methods = {
     "compute.v1": [
         (("regionInstanceGroupManagers",), name)
         for name in ("get", "listManagedInstances", "createInstances", "deleteInstances", "resize")
     ],
     "secretmanager.v1": [(("projects", "secrets", "versions"), "access")],
 }
-
-
-# --- JSON reference closure (OpenAPI: "#/components/..."; discovery: schema names) ---------------
-
-
-def _refs(node: Any) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            found.add(node["$ref"])
-        for value in node.values():
-            found |= _refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= _refs(value)
-    return found
-
-
-def _drop(node: Any, keys: tuple[str, ...]) -> Any:
-    if isinstance(node, dict):
-        return {k: _drop(v, keys) for k, v in node.items() if k not in keys}
-    if isinstance(node, list):
-        return [_drop(v, keys) for v in node]
-    return node
-
-
-def _components(doc: dict[str, Any], roots: list[Any], rename: dict[str, str] | None = None) -> dict[str, Any]:
-    """Every ``#/components/<kind>/<name>`` reachable from ``roots``, as {kind: {name: value}}."""
-    out: dict[str, dict[str, Any]] = {}
-    todo, seen = set().union(*(_refs(r) for r in roots)), set()
-    while todo:
-        ref = todo.pop()
-        if ref in seen:
-            continue
-        seen.add(ref)
-        _, _, kind, name = ref.split("/", 3)
-        value = _drop(doc["components"][kind][name], ("examples",))
-        out.setdefault(kind, {})[name] = value
-        todo |= _refs(value) - seen
-    return out
-
-
-def _rename(node: Any, renames: dict[str, str]) -> Any:
-    if isinstance(node, dict):
-        out = {k: _rename(v, renames) for k, v in node.items()}
-        if isinstance(out.get("$ref"), str) and out["$ref"] in renames:
-            out["$ref"] = renames[out["$ref"]]
-        return out
-    if isinstance(node, list):
-        return [_rename(v, renames) for v in node]
-    return node
 
 
 # --- GitHub ---------------------------------------------------------------------------------------
@@ -135,7 +95,7 @@ def build_examples(examples_dir: Path) -> dict[str, Any]:
 
 def build_webhook_schemas(openapi_webhooks_dir: Path) -> dict[str, Any]:
     doc = json.loads((openapi_webhooks_dir / "generated" / DOTCOM).read_text())
-    hooks = {name: _drop(copy.deepcopy(doc["webhooks"][name]), ("examples",)) for name in WEBHOOKS}
+    hooks = {name: drop(copy.deepcopy(doc["webhooks"][name]), ("examples",)) for name in WEBHOOKS}
     return {
         "openapi": doc["openapi"],
         "info": {"title": "GitHub webhooks subset met by the gh-runners receiver", "version": doc["info"]["version"],
@@ -143,31 +103,12 @@ def build_webhook_schemas(openapi_webhooks_dir: Path) -> dict[str, Any]:
                               "version": PACKAGES["@octokit/openapi-webhooks"], "file": f"generated/{DOTCOM}",
                               "generator": "scripts/extract_webhooks.py"}},
         "webhooks": hooks,
-        "components": _components(doc, list(hooks.values())),
+        "components": grouped(closure(doc, list(hooks.values()))),
     }
 
 
 def build_rest(openapi_dir: Path) -> dict[str, Any]:
     docs = {name: json.loads((openapi_dir / "generated" / name).read_text()) for name in (DOTCOM, GHEC)}
-    paths: dict[str, Any] = {}
-    components: dict[str, dict[str, Any]] = {}
-    for src, path, method in REST_OPERATIONS:
-        op = _drop(copy.deepcopy(docs[src]["paths"][path][method]), ("examples",))
-        op["x-subset-source"] = src
-        found = _components(docs[src], [op])
-        # Both files may define one component name differently (descriptions drift):
-        # keep both, the ghec one suffixed, and point the ghec operation at it.
-        renames = {
-            f"#/components/{kind}/{name}": f"#/components/{kind}/{name}--ghec"
-            for kind, items in found.items()
-            for name, value in items.items()
-            if src == GHEC and components.get(kind, {}).get(name, value) != value
-        }
-        for kind, items in found.items():
-            for name, value in items.items():
-                new_name = renames.get(f"#/components/{kind}/{name}", f"#/components/{kind}/{name}").rsplit("/", 1)[1]
-                components.setdefault(kind, {})[new_name] = _rename(value, renames)
-        paths.setdefault(path, {})[method] = _rename(op, renames)
     return {
         "openapi": docs[DOTCOM]["openapi"],
         "info": {"title": "GitHub REST subset called by the gh-runners reconcile",
@@ -175,8 +116,7 @@ def build_rest(openapi_dir: Path) -> dict[str, Any]:
                  "x-source": {"package": "@octokit/openapi", "version": PACKAGES["@octokit/openapi"],
                               "files": [f"generated/{DOTCOM}", f"generated/{GHEC}"],
                               "generator": "scripts/extract_webhooks.py"}},
-        "paths": dict(sorted(paths.items())),
-        "components": {k: dict(sorted(v.items())) for k, v in sorted(components.items())},
+        **rest_subset(docs, REST_OPERATIONS),
     }
 
 
@@ -184,65 +124,11 @@ def build_rest(openapi_dir: Path) -> dict[str, Any]:
 
 
 def build_gcp(gapi_dir: Path) -> dict[str, Any]:
-    apis: dict[str, Any] = {}
-    for api, methods in GCP_METHODS.items():
-        doc = json.loads((gapi_dir / "googleapiclient/discovery_cache/documents" / f"{api}.json").read_text())
-        picked: dict[str, Any] = {}
-        for resource_path, name in methods:
-            node: dict[str, Any] = doc
-            for part in resource_path:
-                node = node["resources"][part]
-            method = copy.deepcopy(node["methods"][name])
-            # The method's own description states the semantics the double models: keep it.
-            described = method.get("description", "")
-            method = _drop(method, ("description", "enumDescriptions", "enumDeprecated"))
-            method["description"] = described
-            picked[".".join((*resource_path, name))] = method
-        todo, schemas = _refs(picked), {}
-        while todo:
-            ref = todo.pop()
-            if ref in schemas:
-                continue
-            schemas[ref] = _drop(doc["schemas"][ref], ("description", "enumDescriptions", "enumDeprecated"))
-            todo |= _refs(schemas[ref]) - schemas.keys()
-        apis[api] = {"rootUrl": doc["rootUrl"], "servicePath": doc["servicePath"], "revision": doc.get("revision"),
-                     "methods": picked, "schemas": dict(sorted(schemas.items()))}
+    apis = discovery_subset(gapi_dir, GCP_METHODS, keep_method_descriptions=True)
     return {"x-source": {"package": GAPI_PACKAGE, "version": GAPI_VERSION,
                          "files": [f"googleapiclient/discovery_cache/documents/{a}.json" for a in apis],
                          "generator": "scripts/extract_webhooks.py"},
             "apis": apis}
-
-
-# --- fetching ---------------------------------------------------------------------------------------
-
-
-def npm_unpack(package: str, version: str, workdir: Path) -> Path:
-    """``npm pack`` one package into ``workdir`` and unpack it (no install, no node_modules)."""
-    out = subprocess.run(["npm", "pack", f"{package}@{version}", "--json", "--pack-destination", str(workdir)],
-                         check=True, capture_output=True, text=True, cwd=workdir)
-    tgz = workdir / json.loads(out.stdout)[0]["filename"]
-    dest = workdir / package.replace("/", "+")
-    with tarfile.open(tgz) as tar:
-        tar.extractall(dest, filter="data")
-    return dest / "package"
-
-
-def gapi_unpack(workdir: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                    f"{GAPI_PACKAGE}=={GAPI_VERSION}", "-d", str(workdir)], check=True)
-    wheel = next(workdir.glob("google_api_python_client-*.whl"))
-    dest = workdir / "gapi"
-    with zipfile.ZipFile(wheel) as zf:
-        for api in GCP_METHODS:
-            zf.extract(f"googleapiclient/discovery_cache/documents/{api}.json", dest)
-    return dest
-
-
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    print(f"wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} "
-          f"({path.stat().st_size // 1024} KiB)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         unpacked = {}
         for package, version in PACKAGES.items():
             found = args.npm_dir / package.replace("/", "+") / "package" if args.npm_dir else None
-            unpacked[package] = found if found and found.is_dir() else npm_unpack(package, version, Path(tmp))
-            meta = json.loads((unpacked[package] / "package.json").read_text())
-            if meta["version"] != version:
-                raise SystemExit(f"{unpacked[package]} is {package}@{meta['version']}, expected {version}")
-        _write(args.out_dir / "webhook-examples.json", build_examples(unpacked["@octokit/webhooks-examples"]))
-        _write(args.out_dir / "webhook-schemas.json", build_webhook_schemas(unpacked["@octokit/openapi-webhooks"]))
-        _write(args.out_dir / "github-reconcile.json", build_rest(unpacked["@octokit/openapi"]))
-        _write(args.out_dir / "gcp-groups.json", build_gcp(args.gapi_dir or gapi_unpack(Path(tmp))))
+            unpacked[package] = check_version(found, package, version) if found and found.is_dir() \
+                else npm_unpack(package, version, Path(tmp))
+        write(args.out_dir / "webhook-examples.json", build_examples(unpacked["@octokit/webhooks-examples"]), REPO_ROOT)
+        write(args.out_dir / "webhook-schemas.json", build_webhook_schemas(unpacked["@octokit/openapi-webhooks"]),
+              REPO_ROOT)
+        write(args.out_dir / "github-reconcile.json", build_rest(unpacked["@octokit/openapi"]), REPO_ROOT)
+        gapi_dir = args.gapi_dir or gapi_unpack(GAPI_PACKAGE, GAPI_VERSION, GCP_METHODS, Path(tmp))
+        write(args.out_dir / "gcp-groups.json", build_gcp(gapi_dir), REPO_ROOT)
     return 0
 
 
