@@ -289,6 +289,7 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "DecryptOnlyThroughSsmForThatParameter",
         "LeaveThroughOwnGroup",
         "ListInstancesForGhostSweep",
+        "ReadGroupSizeForIdleCheck",
     }
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -309,12 +310,19 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-gh-runners-test-codex"
     ]
     assert recording.named("codex-policy").inputs["name"] == recording.named("codex-asg").inputs["name"]
-    # The only "*" resource is the one action AWS cannot scope.
+    # The only "*" resources are the two read-only actions AWS cannot scope.
     wildcard = [s["Sid"] for s in document["Statement"] if "*" in s["Resource"]]
-    assert wildcard == ["ListInstancesForGhostSweep"]
+    assert wildcard == ["ListInstancesForGhostSweep", "ReadGroupSizeForIdleCheck"]
+    assert statements["ReadGroupSizeForIdleCheck"]["Action"] == ["autoscaling:DescribeAutoScalingGroups"]
     other_arn = recording.named("other-credential").outputs["arn"]
     assert other_arn not in json.dumps(document)
     assert not analyze_policy_string(json.dumps(document)).findings
+
+
+def test_only_demand_pools_may_read_their_group_size(tmp_path: Path) -> None:
+    """Fixed pools never leave on idle: their VMs need no DescribeAutoScalingGroups."""
+    recording = plan(tmp_path, "  - {name: fixed, provider: aws, scaling: fixed, size: {min: 1, max: 2}}\n")
+    assert "DescribeAutoScalingGroups" not in json.dumps(policy_of(recording, "fixed"))
 
 
 def test_policy_linter_is_a_real_judge() -> None:
