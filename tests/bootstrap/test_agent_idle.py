@@ -113,6 +113,29 @@ def test_a_floor_raised_during_the_leave_keeps_the_vm_and_it_registers_again(vm_
     assert aws.front.terminations == [(vm.instance_id, False)]  # at MinSize now: replaced after its job
 
 
+def test_a_vm_that_left_meanwhile_keeps_this_one_in_its_mig(vm_factory, github: GitHubDouble,
+                                                             gcp: GcpDoubles) -> None:
+    """A MIG holds no floor: two idle VMs above it could both leave. The size is read again right before
+    deleteInstances; another VM left in between, so this one is the floor now: it stays (no
+    recreateInstances either) and registers again after systemd's restart."""
+    vm: Vm = vm_factory("gcp", size={"min": 1, "max": 3})
+    mig = _mig(gcp)
+    mig.add_instance("pool-other")  # target size 2, floor 1
+
+    def other_vm_leaves(_: object) -> None:
+        mig.remove_instance("pool-other")
+        mig.target_size -= 1
+
+    gcp.compute.after(r"instanceGroupManagers/pool-mig$", other_vm_leaves, method="GET")
+    agent = vm.start(GH_RUNNERS_IDLE_TIMEOUT=IDLE)
+    assert agent.wait(30) == 1, agent.output
+    assert mig.actions == [] and mig.target_size == 1 and not vm.powered_off
+    again = vm.start()  # systemd's restart
+    _online(github, vm)
+    again.signal(signal.SIGTERM)
+    assert again.wait() == 0, again.output
+
+
 # --- at the floor: stay and serve ------------------------------------------------------------
 
 
