@@ -138,6 +138,8 @@ def agent_config(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mappin
         doc["runner_group_id"] = runner_group_id
     if location.get("leave_seconds"):  # what a short window leaves for deregistering (agent default: 20 s)
         doc["leave_seconds"] = int(location["leave_seconds"])
+    if pool.on_demand:  # fixed pools never leave on idle
+        doc["idle_timeout"] = pool.idle_timeout_seconds
     if cloud == "gcp":
         doc["floor"] = {"min": pool.size.min, "schedules": [cron_sets(s) for s in pool.schedules]}
     return doc

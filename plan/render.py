@@ -39,6 +39,7 @@ KEY_PROPERTIES: dict[str, list[str]] = {
         "launchTemplate",
         "mixedInstancesPolicy",
         "capacityRebalance",
+        "protectFromScaleIn",
         "instanceRefresh",
         "instanceMaintenancePolicy",
         "initialLifecycleHooks",

@@ -127,11 +127,20 @@ class AwsCloud:
             pass  # the next poll asks again
         return None
 
-    def leave_group(self, instance_id: str, replace: bool) -> bool:
+    def above_floor(self) -> bool:
+        """DesiredCapacity above MinSize, the floor (schedules move MinSize: providers/aws/group.py)."""
+        answer = self._autoscaling("DescribeAutoScalingGroups", transient, None,
+                                   **{"AutoScalingGroupNames.member.1": self.cfg.group})
+        # The first `member` is the group's (AutoScalingGroups/member); MinSize also names a warm pool's.
+        group = ET.fromstring(expect(answer, "DescribeAutoScalingGroups").body).find(".//{*}member")  # noqa: S314
+        return int(group.findtext("{*}DesiredCapacity")) > int(group.findtext("{*}MinSize"))  # type: ignore
+
+    def leave_group(self, instance_id: str, replace: bool, shrink_only: bool = False) -> bool:
         """Leave through the group: TerminateInstanceInAutoScalingGroup, lowering the desired capacity
         unless `replace` or unless that would go below MinSize, which AWS refuses with a ValidationError
-        ("... will violate group's min size constraint"): then the group replaces us."""
-        for decrement in (False,) if replace else (True, False):
+        ("... will violate group's min size constraint"): then the group replaces us, or with
+        `shrink_only` we stay (False)."""
+        for decrement in (False,) if replace else (True,) if shrink_only else (True, False):
             answer = self._autoscaling("TerminateInstanceInAutoScalingGroup", InstanceId=instance_id,
                                        ShouldDecrementDesiredCapacity=str(decrement).lower())
             if answer.status == 400 and b"min size constraint" in answer.body:

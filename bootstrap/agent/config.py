@@ -59,7 +59,10 @@ class Config:
         self.group = str(where.get("group", ""))  # ASG name | MIG name
         self.lifecycle_hook = str(where.get("lifecycle_hook", ""))
         self.project = str(where.get("project", ""))
-        self.floor: dict[str, Any] = doc.get("floor") or {}  # GCP: {"size": n, "schedules": [...]}
+        self.floor: dict[str, Any] = doc.get("floor") or {}  # GCP: {"min": n, "schedules": [...]}
+        # Demand pools: a VM idle this long leaves if its pool is above the floor. Fixed pools have none:
+        # never (not even with the test override).
+        self.idle_timeout = number("IDLE_TIMEOUT", doc["idle_timeout"]) if "idle_timeout" in doc else 0.0
         self.drain_seconds = number("DRAIN_SECONDS", doc.get("drain_seconds", 3000))
         # Deregistering (fresh credential + DELETE, with retries) must fit in what is left of a window.
         self.leave_seconds = number("LEAVE_SECONDS", doc.get("leave_seconds", 20))

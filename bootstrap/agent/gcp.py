@@ -67,13 +67,25 @@ class GcpCloud:
         return (f"{self.compute}/compute/v1/projects/{self.cfg.project}/regions/{self.cfg.region}"
                 f"/instanceGroupManagers/{self.cfg.group}")
 
-    def leave_group(self, instance_id: str, replace: bool) -> bool:
+    def _sizes(self) -> tuple[int, int]:
+        """(targetSize, the floor now)."""
+        size = int(self._api("GET", self._manager, "Compute instanceGroupManagers.get").json()["targetSize"])
+        return size, current_floor(self.cfg.floor, datetime.now(timezone.utc))
+
+    def above_floor(self) -> bool:
+        size, floor = self._sizes()
+        return size > floor
+
+    def leave_group(self, instance_id: str, replace: bool, shrink_only: bool = False) -> bool:
         """Leave through the MIG: deleteInstances, which lowers its targetSize, unless that would go below
-        the pool's floor now (or `replace`): then recreateInstances, and the group replaces us."""
+        the pool's floor now (or `replace`): then recreateInstances, and the group replaces us, or with
+        `shrink_only` we stay (False)."""
         zone = self._meta("instance/zone").body.decode().strip().rsplit("/", 1)[-1]
         name = self._meta("instance/name").body.decode().strip()
-        size = int(self._api("GET", self._manager, "Compute instanceGroupManagers.get").json()["targetSize"])
-        floor = current_floor(self.cfg.floor, datetime.now(timezone.utc))
+        size, floor = self._sizes()
+        if shrink_only and size - 1 < floor:
+            log.info("group %s is at its floor (%d)", self.cfg.group, floor)
+            return False
         verb = "recreateInstances" if replace or size - 1 < floor else "deleteInstances"
         self._api("POST", f"{self._manager}/{verb}", f"Compute {verb}",
                   {"instances": [f"zones/{zone}/instances/{name}"]})

@@ -54,7 +54,8 @@ if TYPE_CHECKING:  # for mypy only: the bundle leaves this block out
         def read_secret(self) -> str: ...
         def lifecycle_state(self) -> str: ...
         def termination_notice(self) -> str | None: ...
-        def leave_group(self, instance_id: str, replace: bool) -> bool: ...
+        def above_floor(self) -> bool: ...
+        def leave_group(self, instance_id: str, replace: bool, shrink_only: bool = False) -> bool: ...
         def complete_termination(self, instance_id: str, wait: float = 0) -> None: ...
         def alive_instances(self) -> set[str]: ...
 
@@ -124,7 +125,7 @@ class Agent:
         proc = runner.start(cfg, user, extra_env)
         log.info("runner %s started (pid %d)", self.name, proc.pid)
         self.sweep_later()
-        return self.finish(proc, self.supervise(proc))
+        return self.finish(proc, self.supervise(proc, user.pw_uid))
 
     def boot(self, user: pwd.struct_passwd) -> dict[str, str]:
         """Everything up to run.sh; returns the environment run.sh needs."""
@@ -257,14 +258,16 @@ class Agent:
 
     # --- running ------------------------------------------------------------
 
-    def supervise(self, proc: subprocess.Popen[bytes]) -> str:
-        """Wait for the runner to exit, a stop signal, a termination notice, or an update it cannot apply."""
+    def supervise(self, proc: subprocess.Popen[bytes], uid: int) -> str:
+        """Wait for the runner to exit, a stop signal, a termination notice, an update it cannot apply, or
+        (demand pools) for it to be idle past idle_timeout above the pool's floor."""
 
         def waiter() -> None:
             proc.wait()
             self.wake.set()
 
         threading.Thread(target=waiter, daemon=True).start()
+        idle_since = time.monotonic()
         while True:
             self.wake.clear()
             if proc.poll() is not None:
@@ -276,6 +279,18 @@ class Agent:
                 return notice
             if runner.update_request(self.cfg):
                 return "update"
+            if self.cfg.idle_timeout:
+                now = time.monotonic()
+                if runner.busy(self.cfg, uid):
+                    idle_since = now
+                elif now - idle_since >= self.cfg.idle_timeout:
+                    idle_since = now  # if it stays (at the floor, or a job came): again after another timeout
+                    try:
+                        # GitHub refuses to remove a busy runner: a job handed over since the /proc look keeps it.
+                        if self.cloud.above_floor() and self.remove_if_idle(self.github()):
+                            return "idle"
+                    except (AgentError, NetworkError) as error:
+                        log.warning("idle check: %s", error)
             self.wake.wait(self.cfg.poll_seconds)
 
     def finish(self, proc: subprocess.Popen[bytes], reason: str) -> int:
@@ -288,6 +303,10 @@ class Agent:
                         runner.update_request(self.cfg))
             runner.stop(proc, self.cfg.stop_seconds)
             return 1
+        if reason == "idle":
+            runner.stop(proc, self.cfg.stop_seconds)
+            # Still needed (the floor rose meanwhile): exit 1, systemd restarts the agent, it registers again.
+            return 0 if self.leave_group(False, shrink_only=True) else 1
         if reason == "exited":
             log.info("runner %s exited with code %s", self.name, proc.returncode)
             if not self.cfg.ephemeral:
@@ -388,17 +407,20 @@ class Agent:
             except AgentError as error:
                 log.warning("could not complete the termination lifecycle action: %s", error)
 
-    def leave_group(self, replace: bool) -> None:
+    def leave_group(self, replace: bool, shrink_only: bool = False) -> bool:
         """A VM that is done leaves through its group (unless the group is taking it already), then powers
-        off."""
+        off. `shrink_only` (idle): only by lowering the group's size; False when it stays."""
         try:
             if self.cloud.lifecycle_state() == "Terminated" \
-                    or self.cloud.leave_group(self.instance, replace):
+                    or self.cloud.leave_group(self.instance, replace, shrink_only):
                 self.cloud.complete_termination(self.instance, wait=LIFECYCLE_WAIT_SECONDS)
+            elif shrink_only:
+                return False
         except (AgentError, NetworkError) as error:
             log.warning("could not leave the group (%s); powering off: the group replaces a stopped VM", error)
         log.info("powering off")
         subprocess.run(list(self.cfg.poweroff), check=False)
+        return True
 
 
 def main() -> int:

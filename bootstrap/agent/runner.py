@@ -338,3 +338,16 @@ def stop(proc: subprocess.Popen[bytes], grace: float) -> int:
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def busy(cfg: Config, uid: int) -> bool:
+    """A job runs: the listener runs each job in a child `<runner>/bin/Runner.Worker spawnclient ...`, as the
+    runner user (actions/runner src/Runner.Listener/JobDispatcher.cs: processInvoker.ExecuteAsync with
+    fileName Path.Combine(bin directory, "Runner.Worker")). Read from /proc: no GitHub call."""
+    worker = f"{cfg.runner_dir}/bin/Runner.Worker".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        # /proc/<pid>/ files belong to the process's user; a process may end meanwhile.
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if os.fstat(f.fileno()).st_uid == uid and f.read().split(b"\0")[0] == worker:
+                return True
+    return False

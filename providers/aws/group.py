@@ -135,12 +135,19 @@ def build_vm_group(
         else aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=version),
         mixed_instances_policy=_mixed_policy(pool, template.id, version) if _mixed(pool) else None,
         capacity_rebalance=pool.spot,
+        protect_from_scale_in=protected_from_scale_in(pool),
         # A new launch template version rolls the group launch-before-terminate:
         # capacity never drops below 100% while old VMs drain their jobs.
+        # Protected VMs are refreshed too ("Refresh"; the provider's default
+        # "Ignore" would leave a demand pool's VMs on the old template, AWS's
+        # "Wait" fails the refresh after an hour), through the drain hook.
         instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
             strategy="Rolling",
             preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                min_healthy_percentage=100, max_healthy_percentage=200, skip_matching=True
+                min_healthy_percentage=100,
+                max_healthy_percentage=200,
+                skip_matching=True,
+                scale_in_protected_instances="Refresh",
             ),
         ),
         instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
@@ -198,6 +205,33 @@ def build_vm_group(
         # What the receiver executes for each queued job (providers/aws/scaler.py).
         scale_up_policy(name, group, opts)
     return VmGroup(name=group.name, id=group.arn)
+
+
+def protected_from_scale_in(pool: AwsPool) -> bool:
+    """Whether the group's VMs are protected from the scale-in AWS itself starts.
+
+    Demand pools: every VM, from launch. Only its own agent removes a VM, when
+    its job is done or it is idle above the floor, through
+    TerminateInstanceInAutoScalingGroup, which protection does not stop; so a
+    lowered desired capacity (by hand, a lowered `max`) never makes AWS pick a
+    busy VM: the group stays above it until VMs leave by themselves ("Could not
+    scale to desired capacity because all remaining instances are protected").
+    Group-wide instead of SetInstanceProtection around each job: no API call per
+    job and no window between a job's start and its protection. Protection does
+    not stop health-check replacement, spot interruptions or EC2
+    TerminateInstances (a VM's own power-off); the drain hook and the agent
+    cover those. https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html
+
+    Fixed pools stay unprotected: their schedules scale them in, and the drain
+    hook holds a busy VM that AWS picks.
+
+    terraform-provider-aws internal/service/autoscaling/group.go: the attribute
+    is Optional, Default false, not ForceNew; resourceGroupUpdate sends it as
+    NewInstancesProtectedFromScaleIn in UpdateAutoScalingGroup, so switching a
+    pool between demand and fixed updates its group in place. AWS applies it to
+    VMs launched afterwards.
+    """
+    return pool.on_demand
 
 
 def runtime_owned(pool: AwsPool) -> list[str] | None:

@@ -30,6 +30,7 @@ def policy_statements(
     parameter_arn: str,
     group_name: str,
     session_manager: bool,
+    on_demand: bool = False,
 ) -> list[dict[str, Any]]:
     """What a runner VM's role may do -- and nothing more.
 
@@ -79,6 +80,21 @@ def policy_statements(
             "Resource": ["*"],
         },
     ]
+    if on_demand:
+        statements.append(
+            {
+                # The idle check: an idle VM leaves only while its group's
+                # desired capacity is above MinSize, the floor. Describe*
+                # actions of Auto Scaling list no resource type in the Service
+                # Authorization Reference (https://docs.aws.amazon.com/
+                # service-authorization/latest/reference/list_amazonec2autoscaling.html):
+                # "*" is the only form AWS accepts; read-only.
+                "Sid": "ReadGroupSizeForIdleCheck",
+                "Effect": "Allow",
+                "Action": ["autoscaling:DescribeAutoScalingGroups"],
+                "Resource": ["*"],
+            }
+        )
     if session_manager:
         # The few actions the SSM agent needs for Session Manager, instead of
         # AmazonSSMManagedInstanceCore, which would also grant ssm:GetParameter
@@ -150,6 +166,7 @@ def build_identity(
                     parameter_arn=values[2],
                     group_name=site.group_name,
                     session_manager=pool.ssm_session_manager,
+                    on_demand=pool.on_demand,
                 ),
             },
             sort_keys=True,

@@ -93,7 +93,12 @@ def test_asg_keeps_capacity_and_drains_busy_runners(tmp_path: Path) -> None:
     assert "mixedInstancesPolicy" not in group
     assert group["instanceRefresh"] == {
         "strategy": "Rolling",
-        "preferences": {"minHealthyPercentage": 100, "maxHealthyPercentage": 200, "skipMatching": True},
+        "preferences": {
+            "minHealthyPercentage": 100,
+            "maxHealthyPercentage": 200,
+            "skipMatching": True,
+            "scaleInProtectedInstances": "Refresh",
+        },
     }
     (hook,) = group["initialLifecycleHooks"]
     assert hook["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -102,6 +107,22 @@ def test_asg_keeps_capacity_and_drains_busy_runners(tmp_path: Path) -> None:
     assert tags["gh-runners-pool"] == ("codex", True)
     assert tags["gh-runners-stack"] == ("test", True)
     assert tags["managed-by"] == ("gh-runners", True)
+
+
+def test_demand_pools_protect_every_vm_from_scale_in_and_fixed_pools_do_not(tmp_path: Path) -> None:
+    """Demand pools: AWS never picks a (busy) VM to scale in; only the agents remove VMs, through
+    TerminateInstanceInAutoScalingGroup, which protection does not stop. Fixed pools: the schedules scale
+    them in, the drain hook holds a busy VM. An instance refresh still replaces protected VMs."""
+    recording = plan(
+        tmp_path,
+        "  - {name: demand, provider: aws, size: {min: 0, max: 4}}\n"
+        "  - {name: fixed, provider: aws, scaling: fixed, size: {min: 1, max: 4}}\n",
+    )
+    demand, fixed = recording.named("demand-asg").inputs, recording.named("fixed-asg").inputs
+    assert demand["protectFromScaleIn"] is True
+    assert fixed["protectFromScaleIn"] is False
+    for group in (demand, fixed):
+        assert group["instanceRefresh"]["preferences"]["scaleInProtectedInstances"] == "Refresh"
 
 
 def test_spot_uses_a_mixed_instances_policy(tmp_path: Path) -> None:
@@ -289,6 +310,7 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "DecryptOnlyThroughSsmForThatParameter",
         "LeaveThroughOwnGroup",
         "ListInstancesForGhostSweep",
+        "ReadGroupSizeForIdleCheck",
     }
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -309,12 +331,19 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "arn:aws:autoscaling:eu-central-1:123456789012:autoScalingGroup:*:autoScalingGroupName/ghr-gh-runners-test-codex"
     ]
     assert recording.named("codex-policy").inputs["name"] == recording.named("codex-asg").inputs["name"]
-    # The only "*" resource is the one action AWS cannot scope.
+    # The only "*" resources are the two read-only actions AWS cannot scope.
     wildcard = [s["Sid"] for s in document["Statement"] if "*" in s["Resource"]]
-    assert wildcard == ["ListInstancesForGhostSweep"]
+    assert wildcard == ["ListInstancesForGhostSweep", "ReadGroupSizeForIdleCheck"]
+    assert statements["ReadGroupSizeForIdleCheck"]["Action"] == ["autoscaling:DescribeAutoScalingGroups"]
     other_arn = recording.named("other-credential").outputs["arn"]
     assert other_arn not in json.dumps(document)
     assert not analyze_policy_string(json.dumps(document)).findings
+
+
+def test_only_demand_pools_may_read_their_group_size(tmp_path: Path) -> None:
+    """Fixed pools never leave on idle: their VMs need no DescribeAutoScalingGroups."""
+    recording = plan(tmp_path, "  - {name: fixed, provider: aws, scaling: fixed, size: {min: 1, max: 2}}\n")
+    assert "DescribeAutoScalingGroups" not in json.dumps(policy_of(recording, "fixed"))
 
 
 def test_policy_linter_is_a_real_judge() -> None:

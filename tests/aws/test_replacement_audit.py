@@ -477,6 +477,22 @@ def test_what_a_network_change_replaces(tmp_path_factory: pytest.TempPathFactory
     assert not [name for name in replaced if name.endswith("-asg")]
 
 
+def test_switching_scale_in_protection_updates_the_group_in_place(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`scaling: fixed` turns the group's scale-in protection off (demand pools protect every VM):
+    protect_from_scale_in is not ForceNew in group.go (resourceGroupUpdate sends it with
+    UpdateAutoScalingGroup), so the fixed-name group is updated, not replaced."""
+    name, base, changed = applied(mutation("scaling"))
+    before = plan(tmp_path_factory, name, base)
+    after = plan(tmp_path_factory, f"{name}-scaling", changed)
+    groups = [(old, new) for old in before.of_type("aws:autoscaling/group:Group")
+              for new in after.of_type("aws:autoscaling/group:Group") if old.name == new.name]
+    switched = [new.name for old, new in groups if old.inputs["protectFromScaleIn"] != new.inputs["protectFromScaleIn"]]
+    assert switched == ["codex-asg"]
+    assert "protectFromScaleIn" not in RULES["aws:autoscaling/group:Group"].force_new
+    assert "codex-asg" not in replaced_resources(before, after, RULES)
+    assert audit(before, after, RULES) == []
+
+
 # --- upgrade from the previous release ------------------------------------------------------
 #
 # tests/aws/fixtures/release-463b1aa-*.json hold the graph the release before

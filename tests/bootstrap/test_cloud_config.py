@@ -179,7 +179,7 @@ def test_agent_config_carries_the_pool_and_where_the_secret_is() -> None:
         "ephemeral": True, "runner": {"version": "latest", "arch": "x64"},
         "credential": {"store": "aws-ssm-parameter", "name": "/gh-runners/codex/github-credential"},
         "docker": False, "sudo": False, "setup_script": SETUP_PATH, "drain_seconds": 3000,
-        "location": AWS_LOCATION,
+        "location": AWS_LOCATION, "idle_timeout": 600,  # a demand pool, the default 10m
     }
     assert re.fullmatch(r"codex-[0-9a-f]{6}", config["runner_prefix"])
 

@@ -35,6 +35,9 @@ scripts. It honours the real runner's command line contract:
 * a second session for a connected runner is a conflict: exit 5
   (``SessionConflict``);
 * SIGINT/SIGTERM end the listener; an interrupted job is cancelled;
+* while a job runs there is a child process whose argv[0] is ``<install dir>/bin/Runner.Worker``, as the
+  real listener starts one per job (src/Runner.Listener/JobDispatcher.cs: ``bin/Runner.Worker spawnclient
+  <out> <in>``); the agent's idle check looks for it in /proc. It is ``sleep``, renamed, ended with the job;
 * a deleted registration (404 from the service, also while it waits on a job:
   GitHub removes an ephemeral runner as its job completes) ends it with
   "Runner registration has been deleted" and TerminatedError, like the real one.
@@ -377,6 +380,11 @@ def run_job(job: dict[str, Any]) -> None:
                stderr=done.stderr)
 
 
+def start_worker() -> subprocess.Popen[bytes]:
+    """The job's Runner.Worker: only its argv[0] matters (``sleep`` ignores it)."""
+    return subprocess.Popen([str(ROOT / "bin" / "Runner.Worker"), "infinity"], executable="sleep")
+
+
 def run(settings: Settings) -> int:
     if not has_libicu():
         # What .NET does without ICU (the runner is a .NET program): abort before anything else.
@@ -431,19 +439,24 @@ def run(settings: Settings) -> int:
             http("POST", f"{service}jobs/{job['job_id']}/start", {}, credential)  # acknowledge: now busy
             log(f"{now()}: Running job: {job['name']}")
             record("job_started", job_id=job["job_id"], name=job["name"])
-            run_job(job)
-            while True:
-                status, state = http("GET", f"{service}jobs/{job['job_id']}/wait?wait=5", token=credential,
-                                     timeout=15)
-                if status == 200 and state["state"] == "completed":
-                    break
-                if status == 404:
-                    # GitHub removes an ephemeral runner as soon as its job completes: if that happened
-                    # between two polls the registration is gone, and the runner leaves like the real one.
-                    log("Runner registration has been deleted from the server, please re-configure.")
-                    record("error", reason="registration deleted", job_id=job["job_id"])
-                    job = None  # nothing left to cancel
-                    return TERMINATED_ERROR
+            worker = start_worker()
+            try:
+                run_job(job)
+                while True:
+                    status, state = http("GET", f"{service}jobs/{job['job_id']}/wait?wait=5", token=credential,
+                                         timeout=15)
+                    if status == 200 and state["state"] == "completed":
+                        break
+                    if status == 404:
+                        # GitHub removes an ephemeral runner as soon as its job completes: if that happened
+                        # between two polls the registration is gone, and the runner leaves like the real one.
+                        log("Runner registration has been deleted from the server, please re-configure.")
+                        record("error", reason="registration deleted", job_id=job["job_id"])
+                        job = None  # nothing left to cancel
+                        return TERMINATED_ERROR
+            finally:
+                worker.kill()
+                worker.wait()
             result = (state.get("result") or "succeeded").capitalize()
             log(f"{now()}: Job {job['name']} completed with result: {result}")
             record("job_completed", job_id=job["job_id"], name=job["name"], result=result)
