@@ -30,6 +30,7 @@ def policy_statements(
     parameter_arn: str,
     group_name: str,
     session_manager: bool,
+    agent_objects: str = "",
 ) -> list[dict[str, Any]]:
     """What a runner VM's role may do -- and nothing more.
 
@@ -79,6 +80,12 @@ def policy_statements(
             "Resource": ["*"],
         },
     ]
+    if agent_objects:
+        # The agent bundle in the stack's bucket (providers/aws/agent_store.py): read the agent
+        # objects only; no listing, nothing else of the bucket.
+        statements.append(
+            {"Sid": "FetchTheAgent", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [agent_objects]}
+        )
     if session_manager:
         # The few actions the SSM agent needs for Session Manager, instead of
         # AmazonSSMManagedInstanceCore, which would also grant ssm:GetParameter
@@ -117,6 +124,7 @@ def build_identity(
     account: Account,
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
+    agent_objects: pulumi.Input[str] = "",
 ) -> Identity:
     name = pool.name
     parameter = aws.ssm.Parameter(
@@ -139,7 +147,7 @@ def build_identity(
         tags=tags,
         opts=opts,
     )
-    document = pulumi.Output.all(account.partition, account.account_id, parameter.arn).apply(
+    document = pulumi.Output.all(account.partition, account.account_id, parameter.arn, agent_objects).apply(
         lambda values: json.dumps(
             {
                 "Version": "2012-10-17",
@@ -150,6 +158,7 @@ def build_identity(
                     parameter_arn=values[2],
                     group_name=site.group_name,
                     session_manager=pool.ssm_session_manager,
+                    agent_objects=values[3],
                 ),
             },
             sort_keys=True,
