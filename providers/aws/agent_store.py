@@ -79,19 +79,22 @@ class AgentStore(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=opts,
         )
+        # One bucket setting at a time: S3 answers concurrent ones with 409 OperationAborted ("A
+        # conflicting conditional operation is currently in progress against this resource":
+        # hashicorp/terraform-provider-aws#7628 for the policy and the public access block,
+        # sevenwestmedia-labs/pulumi-components#46 for the policy and the ownership controls).
         # ACLs off: the bucket owner owns every object, only IAM decides.
         ownership = aws.s3.BucketOwnershipControls(
             f"agents-{region}-ownership",
             bucket=self.bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[access])),
         )
         policy = aws.s3.BucketPolicy(
             f"agents-{region}-tls-only",
             bucket=self.bucket.id,
             policy=self.bucket.arn.apply(tls_only_policy),
-            # S3 refuses a bucket policy while the public access block is being put (409 OperationAborted).
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[access])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ownership])),
         )
         loader_source()  # minified now, not inside the apply that renders user data (see there)
         source = agent_bytes("aws")
@@ -103,7 +106,7 @@ class AgentStore(pulumi.ComponentResource):
             content=source.decode(),
             content_type="text/x-python",
             tags=tags,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ownership, policy])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy])),
         )
         self.region = region
         self.register_outputs({"bucket": self.bucket.id, "agentKey": self.object.key})

@@ -37,6 +37,10 @@ def test_one_private_bucket_per_region_holds_the_agent_by_its_digest(tmp_path: P
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert deny["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
 
+    # One bucket setting after the other (S3: 409 OperationAborted on concurrent ones), the object last.
+    chain = [f"{STORE}-private", f"{STORE}-ownership", f"{STORE}-tls-only", f"{STORE}-aws"]
+    for first, then in zip(chain, chain[1:]):
+        assert recording.named(first).urn in recording.named(then).dependencies, (first, then)
     agent = recording.named(f"{STORE}-aws").inputs
     digest = hashlib.sha256(agent["content"].encode()).hexdigest()
     assert agent["content"].encode() == agent_bytes("aws")
