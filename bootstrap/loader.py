@@ -37,7 +37,9 @@ S3_URL = (os.environ.get("GH_RUNNERS_S3_URL") or "").rstrip("/")
 RETRY_BASE = float(os.environ.get("GH_RUNNERS_RETRY_BASE") or 1)
 DEADLINE_SECONDS = float(os.environ.get("GH_RUNNERS_LOADER_SECONDS") or 240)  # < the unit's TimeoutStartSec
 # S3 wants x-amz-content-sha256 on every SigV4 request; curl 7.88 does not add it for s3 by itself, and
-# signs it when given (SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token).
+# signs it when given (SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token). Newer
+# curl adds its own only when the request has none (curl/curl lib/http_aws_sigv4.c, Curl_output_aws_sigv4:
+# parse_content_sha_hdr first, calc_s3_payload_hash otherwise): the same header on curl 8.5 (Ubuntu 24.04).
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # IMDS is link-local: never a proxy
 
