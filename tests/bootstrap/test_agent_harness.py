@@ -240,6 +240,7 @@ class Vm:
     def load(self, agent_py: Path, env: dict[str, str]) -> None:
         """What the unit's ExecStartPre does on AWS: the loader puts the agent in place (or finds it there)."""
         loader = self.root / "opt" / "loader.py"
+        loader.parent.mkdir(exist_ok=True)
         loader.write_text(self.loader)
         done = subprocess.run([BASE_PYTHON, "-I", str(loader)], env={**self.env, **env,
                               "GH_RUNNERS_AGENT_PATH": str(agent_py)}, capture_output=True, text=True, timeout=60,
