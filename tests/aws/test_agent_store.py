@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_one_private_bucket_per_region_holds_the_agent_by_its_digest(tmp_path: P
 
     # One bucket setting after the other (S3: 409 OperationAborted on concurrent ones), the object last.
     chain = [f"{STORE}-private", f"{STORE}-ownership", f"{STORE}-tls-only", f"{STORE}-aws"]
-    for first, then in zip(chain, chain[1:]):
+    for first, then in itertools.pairwise(chain):
         assert recording.named(first).urn in recording.named(then).dependencies, (first, then)
     agent = recording.named(f"{STORE}-aws").inputs
     digest = hashlib.sha256(agent["content"].encode()).hexdigest()
