@@ -6,7 +6,9 @@ It writes
 
 * /opt/gh-runners/agent.py  the VM agent: bootstrap/agent/ minified into one
   file (an import hook serving the package's modules from a dict), then xz and
-  base85 (see agent_file for why not cloud-init's gz+b64);
+  base85 (see agent_file for why not cloud-init's gz+b64); or, when the agent
+  is an object in the cloud's storage (AWS: EC2's 16 KB of user data),
+  /opt/gh-runners/loader.py, which fetches it pinned by its sha256 (bootstrap/loader.py);
 * /etc/gh-runners/config.json  what the agent needs to know;
 * /etc/gh-runners/setup.sh  the pool's setup script (root only), if any;
 * /etc/apt/apt.conf.d/90gh-runners  apt-get waits for the dpkg lock instead of
@@ -28,6 +30,7 @@ import json
 import lzma
 import tokenize
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,10 @@ from schema.models import AwsPool, GcpPool, GitHubTarget, Schedule
 AGENT_DIR = Path(__file__).resolve().parent / "agent"
 AGENT_PACKAGE = "gh_runners_agent"
 AGENT_PATH = "/opt/gh-runners/agent.py"
+LOADER_PATH = "/opt/gh-runners/loader.py"
+LOADER_SOURCE = Path(__file__).resolve().parent / "loader.py"
+# The unit's start timeout: the loader's deadline (240 s) and one last attempt (IMDS 3 x 5 s, curl 70 s).
+LOADER_SECONDS = 360
 CONFIG_PATH = "/etc/gh-runners/config.json"
 SETUP_PATH = "/etc/gh-runners/setup.sh"
 APT_CONF_PATH = "/etc/apt/apt.conf.d/90gh-runners"
@@ -56,12 +63,24 @@ REQUIRED_LOCATION = {
 CREDENTIAL_STORE = {"aws": "aws-ssm-parameter", "gcp": "gcp-secret-manager"}
 
 
+@dataclass(frozen=True)
+class AgentObject:
+    """Where the VM fetches its agent instead of carrying it in the user data: an S3 object holding
+    `agent_source(cloud)` (bytes whose sha256 is `sha256`; the key names the digest: `agent_key`)."""
+
+    bucket: str
+    key: str
+    region: str
+    sha256: str
+
+
 def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Mapping[str, str | int],
-                     runner_group_id: int | None = None) -> str:
+                     runner_group_id: int | None = None, agent: AgentObject | None = None) -> str:
     """The `#cloud-config` document for `pool`'s VMs.
 
     `runner_group_id`: the id of the pool's runner group when the stack knows it (it manages the group);
     the VM then registers without looking the group up. Repository targets always use the default group.
+    `agent`: the object the VM fetches its agent from (a loader goes into the user data); None: inline.
     """
     cloud = str(location.get("cloud", ""))
     if cloud != pool.provider:
@@ -73,6 +92,7 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
 
     files: list[dict[str, Any]] = [
         # cloud-init writes files root:root 0644 unless told otherwise.
+        {"path": LOADER_PATH, "content": loader_file(agent)} if agent else
         {"path": AGENT_PATH, "content": agent_file(cloud)},
         {"path": CONFIG_PATH, "content": json.dumps(agent_config(pool, github, location, drain, runner_group_id),
                                                     sort_keys=True)},
@@ -80,7 +100,8 @@ def render_user_data(pool: AwsPool | GcpPool, github: GitHubTarget, location: Ma
     ]
     if pool.setup_script:
         files.append({"path": SETUP_PATH, "permissions": "0700", "content": setup_script(pool.setup_script)})
-    files.append({"path": f"/etc/systemd/system/{UNIT_NAME}", "content": systemd_unit(pool, drain)})
+    unit = systemd_unit(pool, drain, fetched=agent is not None)
+    files.append({"path": f"/etc/systemd/system/{UNIT_NAME}", "content": unit})
 
     user: dict[str, Any] = {
         "name": RUNNER_USER,
@@ -194,11 +215,15 @@ def setup_script(script: str) -> str:
     return body if body.startswith("#!") else "#!/bin/bash\n" + body
 
 
-def systemd_unit(pool: AwsPool | GcpPool, drain: int) -> str:
+def systemd_unit(pool: AwsPool | GcpPool, drain: int, fetched: bool = False) -> str:
     """The agent's unit. KillMode=mixed with SIGTERM: systemd signals the agent only, which drains and then
     stops the runner itself. WantedBy=cloud-init.target, not multi-user.target: cloud-final runs after
     multi-user.target and the unit after cloud-final, so that would be an ordering cycle on later boots.
+    `fetched`: the loader puts the agent in place first (ExecStartPre, as root; a failed fetch fails the
+    start and Restart= tries again), within a start timeout longer than systemd's default 90 s.
     (The reasons live here, not in the unit: EC2's 16 KB of user data are counted in bytes.)"""
+    loader = (f"ExecStartPre=/usr/bin/python3 -I {LOADER_PATH}\nTimeoutStartSec={LOADER_SECONDS}\n"
+              if fetched else "")
     after = "network-online.target cloud-final.service" + (" docker.service" if pool.docker else "")
     return f"""[Unit]
 Description=gh-runners agent: GitHub Actions runner of pool {pool.name}
@@ -208,7 +233,7 @@ StartLimitIntervalSec=0
 
 [Service]
 Type=exec
-ExecStart=/usr/bin/python3 -I {AGENT_PATH}
+{loader}ExecStart=/usr/bin/python3 -I {AGENT_PATH}
 KillMode=mixed
 KillSignal=SIGTERM
 TimeoutStopSec={drain + 600}
@@ -259,6 +284,38 @@ sys.meta_path.insert(0,_Finder())
 from {AGENT_PACKAGE}.main import main
 sys.exit(main())
 """
+
+
+@functools.cache
+def agent_bytes(cloud: str) -> bytes:
+    """What an agent object holds: the minified bundle as the VM runs it."""
+    return agent_source(cloud).encode()
+
+
+def agent_key(cloud: str) -> str:
+    """The object key, named after the content: a changed agent is a new object, never an overwrite of
+    the one booting VMs may be fetching."""
+    return f"agent/{hashlib.sha256(agent_bytes(cloud)).hexdigest()}.py"
+
+
+_LOADER_OBJECT = 'OBJECT = {"bucket": "", "key": "", "region": "", "sha256": ""}\n'
+
+
+@functools.cache
+def loader_source() -> str:
+    """bootstrap/loader.py minified, once per program run. Providers call it before any `apply`
+    renders user data: `ast.parse` inside Pulumi's apply callbacks has tripped CPython 3.11's
+    "AST constructor recursion depth mismatch" SystemError here."""
+    source = minify(LOADER_SOURCE.read_text(encoding="utf-8"))
+    if source.count(_LOADER_OBJECT) != 1:
+        raise ValueError("bootstrap/loader.py lost its OBJECT line")
+    return source
+
+
+def loader_file(agent: AgentObject) -> str:
+    """/opt/gh-runners/loader.py: bootstrap/loader.py, minified, with the object it fetches filled in."""
+    filled = {"bucket": agent.bucket, "key": agent.key, "region": agent.region, "sha256": agent.sha256}
+    return loader_source().replace(_LOADER_OBJECT, f"OBJECT = {json.dumps(filled)}\n")
 
 
 @functools.cache  # the bundle depends only on the cloud: build it once per program run, not per pool

@@ -169,6 +169,11 @@ class CloudMocks(pulumi.runtime.Mocks):
             }.get(args.typ, physical)
             if args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
                 outputs["latestVersion"] = 1
+            if args.typ == "aws:s3/bucket:Bucket":
+                # Auto-named like any other (pulumi-aws autonaming of `bucket`); S3 ARNs name neither
+                # region nor account, and the provider's id is the bucket name.
+                outputs["bucket"] = resource_id = inputs.get("bucket") or f"{args.name}-{digest[:7]}"
+                outputs["arn"] = f"arn:aws:s3:::{resource_id}"
             if args.typ == "aws:lambda/functionUrl:FunctionUrl":
                 outputs["functionUrl"] = f"https://{digest[:32]}.lambda-url.{region}.on.aws/"
             return resource_id, outputs

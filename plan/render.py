@@ -47,6 +47,16 @@ KEY_PROPERTIES: dict[str, list[str]] = {
     ],
     "aws:autoscaling/lifecycleHook:LifecycleHook": ["name", "lifecycleTransition", "heartbeatTimeout", "defaultResult"],
     "aws:autoscaling/schedule:Schedule": ["recurrence", "timeZone", "desiredCapacity", "minSize", "maxSize"],
+    "aws:s3/bucket:Bucket": ["forceDestroy"],
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": [
+        "blockPublicAcls",
+        "blockPublicPolicy",
+        "ignorePublicAcls",
+        "restrictPublicBuckets",
+    ],
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ["rule"],
+    "aws:s3/bucketPolicy:BucketPolicy": ["policy"],
+    "aws:s3/bucketObjectv2:BucketObjectv2": ["key", "content"],
     "gcp:compute/network:Network": ["autoCreateSubnetworks"],
     "gcp:compute/subnetwork:Subnetwork": ["region", "ipCidrRange", "privateIpGoogleAccess"],
     "gcp:compute/routerNat:RouterNat": ["natIpAllocateOption", "sourceSubnetworkIpRangesToNat"],
@@ -115,13 +125,13 @@ NOT_CHECKED_OFFLINE = [
 
 
 def summarize(key: str, value: Any) -> Any:
-    """Large values a reviewer can't read inline: user data as size + digest, policies as
+    """Large values a reviewer can't read inline: user data and the agent object as size + digest, policies as
     statements, the receiver's code as its configuration."""
     if isinstance(value, dict) and isinstance(value.get("assets"), dict):
         return _archive(value["assets"])
     if isinstance(value, str) and RECEIVER_ARCHIVE.match(value):
         return RECEIVER_ARCHIVE_SHOWN
-    if key in ("userData", "user-data") and isinstance(value, str) and value != SECRET:
+    if key in ("userData", "user-data", "content") and isinstance(value, str) and value != SECRET:
         return {"bytes": len(value), "sha256": hashlib.sha256(value.encode()).hexdigest()[:16]}
     if key in ("policy", "assumeRolePolicy", "policyData") and isinstance(value, str):
         try:

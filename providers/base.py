@@ -15,6 +15,7 @@ from typing import Generic, Literal, TypeVar
 
 import pulumi
 
+from bootstrap.cloud_config import AgentObject
 from schema.models import GitHubTarget, PoolCommon
 
 PoolT = TypeVar("PoolT", bound=PoolCommon)
@@ -99,6 +100,18 @@ class UserData:
 
 
 @dataclass(frozen=True)
+class AgentDelivery:
+    """Where a cloud's VMs fetch the agent when it does not ride in the user data (AWS: EC2's 16 KB).
+
+    `agent` is known once the object exists (user data built from it waits for the upload);
+    `widest` sizes the user data before anything is created.
+    """
+
+    agent: pulumi.Output[AgentObject]
+    widest: AgentObject
+
+
+@dataclass(frozen=True)
 class VmGroup:
     name: pulumi.Output[str]
     id: pulumi.Output[str]
@@ -125,6 +138,10 @@ class Backend(ABC, Generic[PoolT]):
     def prepare(self, pools: Sequence[PoolT]) -> None:
         """Called once with every pool of this cloud, in file order, before any is built:
         what pools share (a region's network) is sized for all of them."""
+
+    def agent_delivery(self, site: Site) -> AgentDelivery | None:
+        """Where the pool's VMs fetch the agent; None (the default): it rides in the user data."""
+        return None
 
     @abstractmethod
     def site(self, pool: PoolT) -> Site:

@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 
 from bootstrap.cloud_config import render_user_data
-from providers.base import Backend, StackContext, UserData
+from providers.base import AgentDelivery, Backend, StackContext, UserData
 from schema.models import Pool
 
 RUNNER_POOL_TYPE = "ghrunners:index:RunnerPool"  # part of every URN: never rename without aliases
@@ -34,7 +34,8 @@ class RunnerPool(pulumi.ComponentResource):
         site = backend.site(pool)
         network = backend.network(pool, site, self)
         identity = backend.identity(pool, site, self)
-        user_data = pool_user_data(pool, context, site.agent_location(), runner_group_id)
+        user_data = pool_user_data(pool, context, site.agent_location(), runner_group_id,
+                                   backend.agent_delivery(site))
         group = backend.vm_group(pool, site, network, identity, user_data, self)
 
         self.site = site  # where it lives: the receivers' configuration names its group
@@ -67,18 +68,33 @@ def runs_on(labels: list[str]) -> str:
 
 
 def pool_user_data(
-    pool: Pool, context: StackContext, location: dict[str, str], runner_group_id: pulumi.Output[str] | None
+    pool: Pool,
+    context: StackContext,
+    location: dict[str, str],
+    runner_group_id: pulumi.Output[str] | None,
+    delivery: AgentDelivery | None = None,
 ) -> UserData:
     """The VM's user data. With a runner group the stack creates, its id rides along (the resource's id is
     the numeric group id: terraform-provider-github, resource_github_actions_runner_group.go and
     resource_github_enterprise_actions_runner_group.go, `d.SetId(strconv.FormatInt(runnerGroup.GetID(), 10))`),
-    so the agent registers without looking the group up: one GitHub round trip fewer at every boot."""
-    if runner_group_id is None:
+    so the agent registers without looking the group up: one GitHub round trip fewer at every boot.
+    With a `delivery`, the user data carries the loader of the agent object instead of the agent."""
+    if runner_group_id is None and delivery is None:
         text = render_user_data(pool, context.github, location)
         return UserData(text=text, longest=text)
+    group_id = runner_group_id if runner_group_id is not None else pulumi.Output.from_input("")
+    agent = delivery.agent if delivery is not None else pulumi.Output.from_input(None)
     return UserData(
-        text=runner_group_id.apply(
-            lambda group_id: render_user_data(pool, context.github, location, runner_group_id=int(group_id))
+        text=pulumi.Output.all(group_id, agent).apply(
+            lambda values: render_user_data(
+                pool, context.github, location, runner_group_id=int(values[0]) if values[0] else None, agent=values[1]
+            )
         ),
-        longest=render_user_data(pool, context.github, location, runner_group_id=WIDEST_RUNNER_GROUP_ID),
+        longest=render_user_data(
+            pool,
+            context.github,
+            location,
+            runner_group_id=None if runner_group_id is None else WIDEST_RUNNER_GROUP_ID,
+            agent=delivery.widest if delivery is not None else None,
+        ),
     )

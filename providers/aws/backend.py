@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from providers.aws.agent_store import AgentStore, objects_arn
 from providers.aws.group import DRAIN_SECONDS, LIFECYCLE_HOOK, USER_DATA_LIMIT, build_vm_group, packed_user_data
 from providers.aws.identity import Account, build_identity
 from providers.aws.network import Shape, SharedNetwork, Vpc, build_vpc, existing_network, pool_network
-from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, UserData, VmGroup
+from providers.base import AgentDelivery, Backend, Identity, Network, PoolProblem, Site, StackContext, UserData, VmGroup
 from providers.naming import deployment_scoped
 from providers.tags import pool_tags, stack_tags
 from schema.models import AwsPool
@@ -53,6 +54,7 @@ class AwsBackend(Backend[AwsPool]):
         self._types: dict[str, set[str]] = {}  # region -> every instance type its pools use
         self._shared: dict[str, SharedNetwork] = {}
         self._offered: dict[str, pulumi.Output[set[tuple[str, str]]]] = {}
+        self._stores: dict[str, AgentStore] = {}
 
     def prepare(self, pools: Sequence[AwsPool]) -> None:
         for pool in pools:
@@ -134,6 +136,12 @@ class AwsBackend(Backend[AwsPool]):
                 region, shape, stack_tags(self.context), self._provider(region), adopt=parent, adopt_name=pool.name
             )
         return self._shared[region].vpc
+
+    def _store(self, region: str) -> AgentStore:
+        """The region's agent bucket: created once, used by every pool there."""
+        if region not in self._stores:
+            self._stores[region] = AgentStore(region, stack_tags(self.context), self._provider(region))
+        return self._stores[region]
 
     def _offerings(self, region: str) -> pulumi.Output[set[tuple[str, str]]]:
         """(instance type, zone) pairs EC2 offers, for every type the region's pools use:
@@ -234,14 +242,22 @@ class AwsBackend(Backend[AwsPool]):
         return self._offered_in_every_zone(pool, site.region, pool_network(pool, vpc, tags, opts))
 
     def identity(self, pool: AwsPool, site: Site, parent: pulumi.Resource) -> Identity:
+        account = self._account(site.region)
         return build_identity(
             pool,
             site,
             self.context.credential,
-            self._account(site.region),
+            account,
             pool_tags(pool, self.context),
             self._opts(site.region, parent),
+            agent_objects=pulumi.Output.all(account.partition, self._store(site.region).bucket.bucket).apply(
+                lambda values: objects_arn(values[0], values[1])
+            ),
         )
+
+    def agent_delivery(self, site: Site) -> AgentDelivery:
+        store = self._store(site.region)
+        return AgentDelivery(agent=store.agent(), widest=store.widest_agent())
 
     def vm_group(
         self,

@@ -31,6 +31,7 @@ def policy_statements(
     group_name: str,
     session_manager: bool,
     on_demand: bool = False,
+    agent_objects: str = "",
 ) -> list[dict[str, Any]]:
     """What a runner VM's role may do -- and nothing more.
 
@@ -95,6 +96,12 @@ def policy_statements(
                 "Resource": ["*"],
             }
         )
+    if agent_objects:
+        # The agent bundle in the stack's bucket (providers/aws/agent_store.py): read the agent
+        # objects only; no listing, nothing else of the bucket.
+        statements.append(
+            {"Sid": "FetchTheAgent", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [agent_objects]}
+        )
     if session_manager:
         # The few actions the SSM agent needs for Session Manager, instead of
         # AmazonSSMManagedInstanceCore, which would also grant ssm:GetParameter
@@ -133,6 +140,7 @@ def build_identity(
     account: Account,
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
+    agent_objects: pulumi.Input[str] = "",
 ) -> Identity:
     name = pool.name
     parameter = aws.ssm.Parameter(
@@ -155,7 +163,7 @@ def build_identity(
         tags=tags,
         opts=opts,
     )
-    document = pulumi.Output.all(account.partition, account.account_id, parameter.arn).apply(
+    document = pulumi.Output.all(account.partition, account.account_id, parameter.arn, agent_objects).apply(
         lambda values: json.dumps(
             {
                 "Version": "2012-10-17",
@@ -167,6 +175,7 @@ def build_identity(
                     group_name=site.group_name,
                     session_manager=pool.ssm_session_manager,
                     on_demand=pool.on_demand,
+                    agent_objects=values[3],
                 ),
             },
             sort_keys=True,

@@ -195,7 +195,7 @@ def test_one_provider_per_region(tmp_path: Path) -> None:
     providers = {p.name: p.inputs["region"] for p in recording.of_type("pulumi:providers:aws")}
     assert providers == {"aws-eu-central-1": "eu-central-1", "aws-us-west-2": "us-west-2"}
     west = [r for r in recording.resources if r.provider.split("::")[-1].startswith("aws-us-west-2")]
-    assert {r.name.split("-")[0] for r in west} == {"b", "c", "network"}
+    assert {r.name.split("-")[0] for r in west} == {"agents", "b", "c", "network"}
     assert {r.name for r in recording.of_type("aws:ec2/vpc:Vpc")} == {f"{NET}-vpc", "network-us-west-2-vpc"}
     assert user_data_of(recording, "b")
 
@@ -311,6 +311,7 @@ def test_role_policy_is_least_privilege(tmp_path: Path) -> None:
         "LeaveThroughOwnGroup",
         "ListInstancesForGhostSweep",
         "ReadGroupSizeForIdleCheck",
+        "FetchTheAgent",  # tests/aws/test_agent_store.py
     }
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"

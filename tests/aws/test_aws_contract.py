@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from plan.engine import Recorded, Recording
+from providers.aws.agent_store import STORE_TYPE
 from providers.aws.network import NETWORK_TYPE
 from tests.providers.contract import BackendContract
 
@@ -22,7 +23,7 @@ class TestAwsContract(BackendContract):
         "aws:ec2/routeTableAssociation:RouteTableAssociation",
     )
 
-    shared_component_types = (NETWORK_TYPE,)
+    shared_component_types = (NETWORK_TYPE, STORE_TYPE)
 
     def shared_by(self, recording: Recording, pool: Recorded) -> list[Recorded]:
         """The shared network whose VPC holds the pool's security group (none for

@@ -129,6 +129,40 @@ RULES = {
             force_new=("allocationId", "connectivityType", "privateIp", "subnetId"),
             claims=(("allocationId",),),  # an Elastic IP serves one NAT gateway
         ),
+        # The agent store, one per region (providers/aws/agent_store.py): the bucket is
+        # auto-named; each bucket-level setting is held once per bucket (one public
+        # access block, ownership rule, policy: PUT replaces the bucket's one), and
+        # an object holds its key in its bucket. The key names the agent's digest,
+        # so a new agent is a new key: create-before-delete never meets itself.
+        Rule(
+            "aws:s3/bucket:Bucket",
+            TF_AWS + "s3/bucket.go",
+            force_new=("bucket", "bucketPrefix", "bucketNamespace", "objectLockEnabled"),
+        ),
+        Rule(
+            "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+            TF_AWS + "s3/bucket_public_access_block.go",
+            force_new=("bucket",),
+            claims=(("bucket",),),
+        ),
+        Rule(
+            "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+            TF_AWS + "s3/bucket_ownership_controls.go",
+            force_new=("bucket",),
+            claims=(("bucket",),),
+        ),
+        Rule(
+            "aws:s3/bucketPolicy:BucketPolicy",
+            TF_AWS + "s3/bucket_policy.go",
+            force_new=("bucket",),
+            claims=(("bucket",),),
+        ),
+        Rule(
+            "aws:s3/bucketObjectv2:BucketObjectv2",
+            TF_AWS + "s3/object.go (content changes are uploaded in place: resourceObjectUpdate)",
+            force_new=("bucket", "key"),
+            claims=(("bucket", "key"),),
+        ),
         # Demand scaling, stack-level (providers/aws/scaler.py, stack/webhook.py):
         # everything auto-named by Pulumi except the receiver's two SSM
         # parameters (rule above) and the pools' +1 policies.

@@ -2,7 +2,10 @@
 
 The agent under test is the one the user data ships: `render_user_data` for a
 pool, then /opt/gh-runners/agent.py and /etc/gh-runners/config.json taken out
-of the cloud-config and written into a per-test "VM root". GH_RUNNERS_*
+of the cloud-config and written into a per-test "VM root". On AWS the user data
+carries the loader instead, as the AWS backend renders it: the bundle is
+uploaded to moto's S3 and each start runs the loader first (the unit's
+ExecStartPre), which fetches it through the SigV4-checking front. GH_RUNNERS_*
 variables point it at the doubles and at that root; the runner user is
 `nobody`. curl and openssl are wrapped by shims that record their argv, so a
 test can prove no secret ever reached a command line.
@@ -11,6 +14,7 @@ test can prove no secret ever reached a command line.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -34,7 +38,15 @@ from doubles.gcp import GcpDoubles
 from doubles.github import GitHubDouble, Scope, app_keypair
 from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_tarball
 
-from bootstrap.cloud_config import AGENT_PATH, CONFIG_PATH, render_user_data
+from bootstrap.cloud_config import (
+    AGENT_PATH,
+    CONFIG_PATH,
+    LOADER_PATH,
+    AgentObject,
+    agent_bytes,
+    agent_key,
+    render_user_data,
+)
 from schema.models import AwsPool, GcpPool, GitHubTarget
 
 POOL = "pool"
@@ -137,6 +149,8 @@ class Vm:
     release: RunnerRelease
     secrets: list[str] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
+    loader: str = ""  # AWS: /opt/gh-runners/loader.py from the user data (agent_source is then unused)
+    loader_output: list[str] = field(default_factory=list)
 
     @property
     def runner_name(self) -> str:
@@ -213,12 +227,27 @@ class Vm:
         (self.root / "etc" / "config.json").write_text(json.dumps(self.config))
         agent_py = self.root / "opt" / "agent.py"
         agent_py.parent.mkdir(exist_ok=True)
-        agent_py.write_text(self.agent_source)
+        if self.loader:
+            self.load(agent_py, env)
+        else:
+            agent_py.write_text(self.agent_source)
         proc = subprocess.Popen([python, "-I", str(agent_py)], env={**self.env, **env}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=self.root)
         agent = Agent(proc)
         self.agents.append(agent)
         return agent
+
+    def load(self, agent_py: Path, env: dict[str, str]) -> None:
+        """What the unit's ExecStartPre does on AWS: the loader puts the agent in place (or finds it there)."""
+        loader = self.root / "opt" / "loader.py"
+        loader.parent.mkdir(exist_ok=True)
+        loader.write_text(self.loader)
+        done = subprocess.run([BASE_PYTHON, "-I", str(loader)], env={**self.env, **env,
+                              "GH_RUNNERS_AGENT_PATH": str(agent_py)}, capture_output=True, text=True, timeout=60,
+                              check=False, cwd=self.root)
+        self.loader_output.append(done.stderr)
+        if done.returncode != 0:
+            pytest.fail(f"the loader failed ({done.returncode}):\n{done.stderr}")
 
     def run(self, timeout: float = 30, **env: str) -> Agent:
         agent = self.start(**env)
@@ -315,17 +344,26 @@ def credential(github: GitHubDouble, kind: str, scope: str) -> tuple[str, list[s
 
 
 def render(cloud: str, scope: str, location: dict[str, str], *, url: str = "https://github.com",
-           group_id: int | None = None, **pool: Any) -> tuple[str, dict[str, Any]]:
-    """(agent.py, config.json) exactly as the rendered user data writes them."""
+           group_id: int | None = None, agent: AgentObject | None = None, **pool: Any) -> tuple[str, dict[str, Any]]:
+    """(agent.py, config.json) exactly as the rendered user data writes them; (loader.py, config.json) when
+    the VM fetches its `agent` (AWS)."""
     fields = {"name": POOL, "provider": cloud, "labels": ["e2e"], **pool}
     if OTHER_AGENT:
         fields.setdefault("runner_version", DEFAULT_VERSION)
     model = AwsPool.model_validate(fields) if cloud == "aws" else GcpPool.model_validate(fields)
     target = GitHubTarget.model_validate({scope: TARGETS[scope], "url": url})
     with _agent_from(OTHER_AGENT):
-        doc = yaml.safe_load(render_user_data(model, target, location, runner_group_id=group_id))
+        doc = yaml.safe_load(render_user_data(model, target, location, runner_group_id=group_id, agent=agent))
     files = {f["path"]: f["content"] for f in doc["write_files"]}
-    return files[AGENT_PATH], json.loads(files[CONFIG_PATH])
+    return files[LOADER_PATH if agent else AGENT_PATH], json.loads(files[CONFIG_PATH])
+
+
+def upload_agent(aws: AwsEnv) -> AgentObject:
+    """The AWS bundle in moto's S3, as providers/aws/agent_store.py uploads it (from OTHER_AGENT if set)."""
+    with _agent_from(OTHER_AGENT):
+        body, key = agent_bytes("aws"), agent_key("aws")
+    bucket, key = aws.put_agent(body, key)
+    return AgentObject(bucket, key, aws.region, hashlib.sha256(body).hexdigest())
 
 
 @contextlib.contextmanager
@@ -337,11 +375,13 @@ def _agent_from(directory: str | None) -> Iterator[None]:
 
     saved, cloud_config.AGENT_DIR = cloud_config.AGENT_DIR, Path(directory)
     cloud_config.agent_file.cache_clear()
+    cloud_config.agent_bytes.cache_clear()
     try:
         yield
     finally:
         cloud_config.AGENT_DIR = saved
         cloud_config.agent_file.cache_clear()
+        cloud_config.agent_bytes.cache_clear()
 
 
 @pytest.fixture(name="vm_factory")
@@ -392,7 +432,9 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
             location = {"cloud": "aws", "secret": "/gh-runners/pool/credential", "region": aws.region,
                         "group": "pool-asg", "lifecycle_hook": "drain"}
             env.update(GH_RUNNERS_IMDS_URL=aws.imds.url, GH_RUNNERS_SSM_URL=aws.endpoint_url,
-                       GH_RUNNERS_AUTOSCALING_URL=aws.endpoint_url, GH_RUNNERS_EC2_URL=aws.endpoint_url)
+                       GH_RUNNERS_AUTOSCALING_URL=aws.endpoint_url, GH_RUNNERS_EC2_URL=aws.endpoint_url,
+                       GH_RUNNERS_S3_URL=aws.endpoint_url, GH_RUNNERS_LOADER_SECONDS="5")
+            fetched: AgentObject | None = upload_agent(aws)
         else:
             gcp: GcpDoubles = request.getfixturevalue("gcp")
             gcp.add_secret("gh-runners-pool", secret)
@@ -400,16 +442,17 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
             instance_id = gcp.state.instance_id
             location = {"cloud": "gcp", "secret": f"projects/{gcp.state.project_id}/secrets/gh-runners-pool",
                         "region": gcp.state.region, "group": "pool-mig", "project": gcp.state.project_id}
+            fetched = None
             env.update(GH_RUNNERS_GCE_METADATA_URL=gcp.metadata.url, GH_RUNNERS_SECRETMANAGER_URL=gcp.secretmanager.url,
                        GH_RUNNERS_COMPUTE_URL=gcp.compute.url)
         if ghes:
             github.api_prefix = "/api/v3"
         agent_source, config = render(cloud, scope, location, url="https://ghe.example.com" if ghes else
-                                      "https://github.com", group_id=group_id, **pool)
+                                      "https://github.com", group_id=group_id, agent=fetched, **pool)
         config["github"]["api_url"] = github.api_url  # the double stands for the target's API
         env["GH_RUNNERS_RELEASES_URL"] = github.api_url
         vm = Vm(root, cloud, github, scope_obj, instance_id, env, config, agent_source, runner_release,
-                [secret, *hidden])
+                [secret, *hidden], loader=agent_source if fetched else "")
         made.append(vm)
         return vm
 

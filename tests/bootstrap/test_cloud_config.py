@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import lzma
 import re
@@ -21,8 +22,12 @@ from bootstrap.cloud_config import (
     APT_CONF_PATH,
     AWS_USER_DATA_LIMIT,
     CONFIG_PATH,
+    LOADER_PATH,
     SETUP_PATH,
     UNIT_NAME,
+    AgentObject,
+    agent_bytes,
+    agent_key,
     agent_source,
     minify,
     render_user_data,
@@ -51,8 +56,21 @@ def location(pool: AwsPool | GcpPool) -> dict[str, Any]:
     return dict(AWS_LOCATION if pool.provider == "aws" else GCP_LOCATION)
 
 
+def aws_agent(region: str = "eu-central-1") -> AgentObject:
+    """The agent object as the AWS backend passes it, with the widest bucket name S3 allows."""
+    from providers.aws.agent_store import WIDEST_BUCKET
+
+    return AgentObject(WIDEST_BUCKET, agent_key("aws"), region, hashlib.sha256(agent_bytes("aws")).hexdigest())
+
+
+def rendered(pool: AwsPool | GcpPool, **kw: Any) -> str:
+    """The user data as the pool's backend renders it: AWS fetches the agent (providers/aws/agent_store.py)."""
+    agent = aws_agent(str(location(pool)["region"])) if pool.provider == "aws" else None
+    return render_user_data(pool, EXAMPLE.github, location(pool), agent=agent, **kw)
+
+
 def example_documents() -> list[tuple[str, str]]:
-    return [(pool.name, render_user_data(pool, EXAMPLE.github, location(pool))) for pool in EXAMPLE.pools]
+    return [(pool.name, rendered(pool)) for pool in EXAMPLE.pools]
 
 
 def pool(provider: str = "aws", **fields: Any) -> AwsPool | GcpPool:
@@ -150,14 +168,26 @@ def test_every_shell_snippet_passes_shellcheck() -> None:
 # --- content -----------------------------------------------------------------------------
 
 
-def test_example_aws_user_data_fits_the_16_kb_limit() -> None:
-    """EC2 takes 16 KB of user data; the AWS backend sends it gzipped (cloud-init unpacks it). The example's
-    pool keeps room for a longer setup script than its own."""
+# What the example's AWS pool may grow by (setup script, labels...) before EC2's 16 KB: with the agent
+# in S3 the user data is the configuration and a loader, ~2.6 KB gzipped (it was ~15.6 KB with the agent).
+SETUP_SCRIPT_BUDGET = 12 * 1024
+
+
+def test_example_aws_user_data_fits_the_16_kb_limit_with_room_for_setup_scripts() -> None:
+    """EC2 takes 16 KB of user data; the AWS backend sends it gzipped (cloud-init unpacks it). The agent is
+    an S3 object, so the example's pools leave 12 KB (gzipped) to a setup script."""
     from providers.aws.group import packed_user_data
 
-    for name, document in example_documents():
+    aws = [(name, document) for name, document in example_documents() if "ExecStartPre" in document]
+    assert aws, "the example has AWS pools"
+    for name, document in aws:
         size = len(packed_user_data(document))
-        assert size < AWS_USER_DATA_LIMIT - 512, f"{name}: {size} bytes"
+        assert size < AWS_USER_DATA_LIMIT - SETUP_SCRIPT_BUDGET, f"{name}: {size} bytes"
+        assert AGENT_PATH not in files(document) and LOADER_PATH in files(document)
+    # A 12 KB script of random text (it hardly compresses) still fits.
+    noise = hashlib.shake_256(b"setup").hexdigest(SETUP_SCRIPT_BUDGET // 2 - 400)
+    big = rendered(pool(setup_script=f"echo {noise}\n"))
+    assert len(packed_user_data(big)) < AWS_USER_DATA_LIMIT
 
 
 def test_output_is_deterministic_across_processes() -> None:
@@ -373,3 +403,28 @@ def test_libyaml_emitter_matches_the_pure_python_one(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(cloud_config, "_Dumper", PureDumper)
     assert [text for _, text in example_documents()] == fast
     assert hasattr(yaml, "CSafeDumper"), "libyaml is expected in the venv (PyYAML wheels ship it)"
+
+
+# --- the AWS loader ---------------------------------------------------------------
+
+
+def test_a_fetched_agent_is_loaded_before_the_agent_starts() -> None:
+    written = files(rendered(pool()))
+    unit = written[f"/etc/systemd/system/{UNIT_NAME}"]["content"]
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line)
+    assert settings["ExecStartPre"] == f"/usr/bin/python3 -I {LOADER_PATH}"
+    assert settings["ExecStart"] == f"/usr/bin/python3 -I {AGENT_PATH}"
+    # The loader's own deadline (bootstrap/loader.py) fits in the start timeout; systemd's default is 90 s.
+    import bootstrap.loader as loader
+
+    assert int(settings["TimeoutStartSec"]) >= loader.DEADLINE_SECONDS + 3 * 5 + 70  # + a last IMDS and curl
+    assert settings["Restart"] == "on-failure"
+    loader_text = written[LOADER_PATH]["content"]
+    assert "permissions" not in written[LOADER_PATH]  # root's 0644: nothing secret in it
+    assert json.dumps(aws_agent().sha256) in loader_text and agent_key("aws") in loader_text
+    assert "ExecStartPre" not in rendered(pool("gcp")), "GCP keeps the agent inline"
+
+
+def test_minify_changes_no_loader_code() -> None:
+    source = (AGENT_DIR.parent / "loader.py").read_text()
+    assert _normalized(ast.parse(source)) == _normalized(ast.parse(minify(source)))

@@ -41,6 +41,14 @@ What is the front (:class:`AwsFront`, the endpoint the agent is given), and why:
   termination request. The instance is not terminated immediately", API
   reference TerminateInstanceInAutoScalingGroup).
 
+* **S3 GETs of the agent object** (bootstrap/loader.py) are checked the way S3
+  checks them: SigV4 with S3's canonical URI (the path as sent, not encoded
+  again), and the ``x-amz-content-sha256`` header S3 requires on every SigV4
+  request, signed and equal to the payload's digest ("Missing required header
+  for this request: x-amz-content-sha256" otherwise;
+  docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html). moto
+  serves the object (path-style: ``/<bucket>/<key>``).
+
 IMDS itself is :mod:`imds` (moto's is not IMDSv2: see there).
 """
 
@@ -318,6 +326,11 @@ class AwsFront(HttpDouble):
         if m["region"] != self.region:
             return _aws_error(json_protocol, 403, "SignatureDoesNotMatch",
                               f"Credential should be scoped to a valid region, not '{m['region']}'.")
+        if m["service"] == "s3":
+            missing = _s3_payload_problem(req, m["signed"].split(";"))
+            if missing:
+                self.violate(f"S3 {req.method} {req.path}: {missing}")
+                return _s3_error(400, "InvalidRequest", missing)
         problem = _verify_sigv4(req, m, secret)
         if problem:
             self.violate(f"SigV4 rejected for {req.method} {req.path}: {problem}")
@@ -329,7 +342,7 @@ class AwsFront(HttpDouble):
         with self._cond:
             self.calls.append(call)
         req.operation = f"{service}:{action}"
-        for issue in self._validate(service, action, params, json_protocol):
+        for issue in self._validate(service, action, params, json_protocol) if service != "s3" else ():
             self.violate(f"{service}:{action}: {issue}")
         if service == "autoscaling" and action in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat"):
             resp = self._lifecycle(action, params)
@@ -342,6 +355,10 @@ class AwsFront(HttpDouble):
 
     def _decode(self, req: Request, service: str) -> tuple[str, str, dict[str, Any]]:
         target = req.header("x-amz-target")
+        if service == "s3":  # REST: the operation is the method on a path-style /<bucket>/<key>
+            bucket, _, key = req.path.lstrip("/").partition("/")
+            action = {"GET": "GetObject", "HEAD": "HeadObject"}.get(req.method, req.method) if key else req.method
+            return service, action, {"Bucket": bucket, "Key": key}
         if target:
             try:
                 params = json.loads(req.body or b"{}")
@@ -489,9 +506,9 @@ def _verify_sigv4(req: Request, m: re.Match[str], secret: str) -> str | None:
         f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, vs in req.query.items() for v in vs))
     canonical_headers = "".join(f"{h}:{' '.join((req.header(h) or '').split())}\n" for h in signed)
     payload = req.header("x-amz-content-sha256") or hashlib.sha256(req.body).hexdigest()
-    # Non-S3 services sign the path URI-encoded once more, as botocore does.
-    canonical = "\n".join([req.method, quote(req.path, safe="/~"), canonical_query, canonical_headers,
-                           m["signed"], payload])
+    # Non-S3 services sign the path URI-encoded once more, as botocore does; S3 signs it as sent.
+    uri = req.path if m["service"] == "s3" else quote(req.path, safe="/~")
+    canonical = "\n".join([req.method, uri, canonical_query, canonical_headers, m["signed"], payload])
     scope = f"{m['date']}/{m['region']}/{m['service']}/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = f"AWS4{secret}".encode()
@@ -499,6 +516,24 @@ def _verify_sigv4(req: Request, m: re.Match[str], secret: str) -> str | None:
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     return None if hmac.compare_digest(expected, m["signature"]) else "signature mismatch"
+
+
+def _s3_payload_problem(req: Request, signed: list[str]) -> str | None:
+    """S3 wants x-amz-content-sha256 on every SigV4 request, signed, and naming the payload's digest."""
+    stated = req.header("x-amz-content-sha256")
+    if stated is None:
+        return "Missing required header for this request: x-amz-content-sha256"
+    if "x-amz-content-sha256" not in signed:
+        return "x-amz-content-sha256 is not a signed header"
+    if stated != "UNSIGNED-PAYLOAD" and stated != hashlib.sha256(req.body).hexdigest():
+        return "The provided 'x-amz-content-sha256' header does not match what was computed."
+    return None
+
+
+def _s3_error(status: int, code: str, message: str) -> Response:
+    xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{escape(message)}"
+           f"</Message><RequestId>{uuid.uuid4()}</RequestId></Error>")
+    return Response(status, xml, content_type="application/xml")
 
 
 def _query_ok(action: str) -> Response:
@@ -580,6 +615,14 @@ class AwsEnv:
         iam.create_instance_profile(InstanceProfileName=name)
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
         return str(arn)
+
+    def put_agent(self, body: bytes, key: str, bucket: str = "agents-us-east-1-0123abc") -> tuple[str, str]:
+        """Upload an agent object as the stack does (providers/aws/agent_store.py); returns (bucket, key)."""
+        s3 = self.client("s3")
+        if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        return bucket, key
 
     def create_asg(self, name: str, *, desired: int = 2, hook: str | None = "drain", min_size: int = 0,
                    heartbeat_timeout: int = 300, instance_type: str = "t3.medium") -> list[str]:
