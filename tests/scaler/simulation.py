@@ -51,6 +51,7 @@ POOL_LABELS = ["e2e"]
 JOB_LABELS = ["self-hosted", "linux", "x64", "e2e"]
 ROLE = "gh-runners-pool"  # the IMDS double's default role name
 HOOK = "drain"
+SHUTDOWN_GRACE = 5.0  # seconds an agent that is leaving gets before its VM is gone
 CONCLUSIONS = {"succeeded": "success", "failed": "failure", "cancelled": "cancelled"}
 
 
@@ -221,6 +222,7 @@ class Machine:
     server: ImdsDouble | VmMetadata
     booted: float = field(default_factory=time.monotonic)
     gone: bool = False
+    server_stopped: bool = False
 
     @property
     def running(self) -> bool:
@@ -387,10 +389,25 @@ class Fleet:
         return self.aws_env.role_credentials(instance)
 
     def _remove(self, machine: Machine) -> None:
-        """The VM is off: whatever still runs on it ends."""
+        """The group let the instance go: the cloud shuts the VM down. An agent that is on its way out (it
+        completed the hook or left the MIG and is powering off) gets a moment to finish; then whatever
+        still runs on the VM ends."""
         machine.gone = True
-        self._kill(machine)
-        machine.server.stop()
+
+        def shut_down() -> None:
+            with contextlib.suppress(Exception):
+                machine.agent.proc.wait(SHUTDOWN_GRACE)
+            self._kill(machine)
+            self._stop_server(machine)
+
+        threading.Thread(target=shut_down, name=f"shutdown-{machine.instance}", daemon=True).start()
+
+    def _stop_server(self, machine: Machine) -> None:
+        """Its IMDS / metadata server goes with the VM (once: the fleet's stop may race the shutdown)."""
+        with self._lock:
+            stopped, machine.server_stopped = machine.server_stopped, True
+        if not stopped:
+            machine.server.stop()
 
     def _kill(self, machine: Machine) -> None:
         if machine.running:
@@ -432,5 +449,4 @@ class Fleet:
             machines = list(self.machines)
         for machine in machines:
             self._kill(machine)
-            with contextlib.suppress(Exception):
-                machine.server.stop()
+            self._stop_server(machine)
