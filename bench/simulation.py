@@ -15,7 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import PYTHON, ROOT, child_env
+from bench.common import PYTHON, ROOT, child_env, load_average
+from bench.machine import _git_state as git_commit
 from bench.receiver import percentile
 from bench.report import Section, table
 
@@ -62,6 +63,7 @@ def measure(reps: int, workdir: Path) -> Section:
     started = time.perf_counter()
     out = workdir / "simulation.jsonl"
     env = {**child_env(), "GHR_E2E_METRICS": str(out)}
+    load = load_average()
     command = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=--import-mode=importlib",
                "--rootdir", str(ROOT), str(TESTS), "-k", CASES]
     failures = []
@@ -99,7 +101,8 @@ def measure(reps: int, workdir: Path) -> Section:
         f"for (the jobs beyond max wait for the reconcile and are left out). {reps} run(s); loopback, no "
         "latency injected: this is our own machinery's share, all of it (delivery, decision, scale-up call, "
         "the fleet noticing the instance, agent start, secret, registration, runner start, hand-over), with "
-        "up to six agents booting at once on the shared 2-core machine.",
+        f"up to six agents booting at once on the shared 2-core machine. Measured at commit {git_commit()}, load "
+        f"average {load} before (other jobs shared the machine).",
         "",
         *table(["cloud", "jobs", "queued → runner registered (median, p99)", "queued → job started (median, p99)"],
                measured),
