@@ -42,6 +42,8 @@ from doubles.github import GitHubDouble, Job
 from doubles.imds import ImdsDouble, Instance
 from doubles.runner_tarball import RunnerRelease
 from receiver_doubles.github import ActionsDouble
+from receiver_doubles.github import Job as RunJob
+from receiver_doubles.github import Runner as ListedRunner
 from receiver_doubles.webhooks import Sender, job_payload, schema_errors
 from test_agent_harness import LDCONFIG, Agent, Vm, make_root, render, vm_env
 
@@ -91,6 +93,7 @@ class Hub:
         self.deliveries: list[tuple[int, str, int]] = []  # (job id, action, HTTP status), every receiver
         self.timings: dict[int, Timing] = {}
         self.runner_created: dict[int, float] = {}  # runner id -> when it was registered
+        self.runner_names: dict[int, str] = {}  # job id -> the runner it was given to
         self._outbox: queue.Queue[tuple[int, str, dict[str, Any]] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._watch, name="hub-watch", daemon=True),
@@ -116,8 +119,10 @@ class Hub:
             sender.close()
 
     def idle(self) -> bool:
-        """Every delivery so far was made."""
-        return self._outbox.unfinished_tasks == 0
+        """Every job's latest state was seen and every delivery for it made."""
+        with self.github._cond:
+            seen = all(self.seen.get(j.id) == _step(j) for j in self.github.jobs)
+        return seen and self._outbox.unfinished_tasks == 0
 
     def _watch(self) -> None:
         gh = self.github
@@ -133,11 +138,14 @@ class Hub:
     def _observe(self, job: Job) -> None:
         """Deliver each step of the job's life not delivered yet, in order (a job cancelled while queued
         goes from queued to completed)."""
-        now = ORDER.index({"assigned": "queued"}.get(job.state, job.state))
+        now = _step(job)
         last = self.seen.get(job.id, -1)
         if now == last:
             return
         timing = self.timings.setdefault(job.id, Timing(time.time()))
+        runner = next((r.name for _, r in self.github.runners() if r.id == job.runner_id), None)
+        if runner is not None:
+            self.runner_names[job.id] = runner
         if job.started is not None and timing.started is None:
             timing.started = job.started
             timing.registered = self.runner_created.get(job.runner_id or -1)
@@ -150,8 +158,8 @@ class Hub:
     def _deliver(self, job: Job, action: str) -> None:
         if (job.id, action) in self.dropped:
             return
-        runner = next((r.name for _, r in self.github.runners() if r.id == job.runner_id), None)
-        runner = runner or (f"{POOL}-gone" if action != "queued" else None)
+        # The runner that took it (an ephemeral one is deregistered by the time its job completed).
+        runner = self.runner_names.get(job.id) if action != "queued" else None
         payload = job_payload(action, job.id, list(job.labels), REPOSITORY, runner_name=runner)
         if action == "completed":
             payload["workflow_job"]["conclusion"] = CONCLUSIONS.get(job.result or "", "success")
@@ -173,9 +181,6 @@ class Hub:
 
     def _mirror(self) -> None:
         """The reconcile's GitHub: the same jobs (a run per job) and the same runners."""
-        from receiver_doubles.github import Job as RunJob
-        from receiver_doubles.github import Runner as ListedRunner
-
         jobs = {}
         for job in self.github.jobs:
             status = {"assigned": "queued"}.get(job.state, job.state)
@@ -187,6 +192,11 @@ class Hub:
             self.actions.runners = runners
             if REPOSITORY not in self.actions.repositories:
                 self.actions.repositories.append(REPOSITORY)
+
+
+def _step(job: Job) -> int:
+    """Where the job is in ORDER (a job sent to a runner that has not acknowledged it is still queued)."""
+    return ORDER.index({"assigned": "queued"}.get(job.state, job.state))
 
 
 # --- the cloud: VMs for the group's instances -------------------------------------------------------------
