@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import agent, evaluation, imports, receiver, update, validation
+from bench import agent, evaluation, imports, receiver, simulation, update, validation
 from bench.common import ROOT, load_average
 from bench.machine import describe
 from bench.report import Section
@@ -30,7 +30,7 @@ FIXED = [
     "The agent bundle was xz-compressed with a 64 MiB dictionary (≈ 674 MiB encoder memory, 65 MiB to unpack "
     "on the VM); a 1 MiB dictionary gives the same size at 13 ms instead of 65 ms and 1 MiB on the VM.",
 ]
-SECTIONS = ("update", "validation", "imports", "agent", "receiver", "evaluation")
+SECTIONS = ("update", "validation", "imports", "agent", "receiver", "simulation", "evaluation")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             "agent": lambda: agent.measure(1 if args.smoke else 5, dirs["agent"],
                                            ("aws:pat", "gcp:pat") if args.smoke else agent.CASES),
             "receiver": lambda: receiver.measure(1 if args.smoke else 200, dirs["receiver"]),
+            "simulation": lambda: simulation.measure(1 if args.smoke else 3, dirs["simulation"]),
             "evaluation": lambda: evaluation.measure(
                 evaluation.EvalPlan(
                     sizes=[1, 2] if args.smoke else [1, 10, 100, 1000],
@@ -173,6 +174,8 @@ def summary(sections: list[Section]) -> list[str]:
                      "on every pool.")
     if "6" in by and by["6"].data.get("headline"):
         lines.append("- **Webhook receiver**: " + by["6"].data["headline"] + " on loopback doubles.")
+    if "7" in by and by["7"].data.get("headline"):
+        lines.append("- **End to end on loopback**: " + by["7"].data["headline"] + " (the real agent as VMs).")
     return lines
 
 

@@ -21,6 +21,7 @@ SECTIONS = (
     "## 4. VM agent",
     "## 5. Update safety as numbers",
     "## 6. Webhook receiver",
+    "## 7. End to end on loopback",
 )
 
 

@@ -323,6 +323,34 @@ def make_root() -> Path:
     return root
 
 
+def vm_env(root: Path, github: GitHubDouble) -> dict[str, str]:
+    """The agent's environment on a VM rooted at `root` (from make_root): the doubles' and the root's
+    GH_RUNNERS_* overrides with short waits; the cloud's endpoints are added by the caller."""
+    return {
+        "PATH": f"{root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "GH_RUNNERS_CONFIG": str(root / "etc" / "config.json"),
+        "GH_RUNNERS_RUNNER_DIR": str(root / "actions-runner"),
+        "GH_RUNNERS_RUNNER_USER": RUNNER_USER,
+        "GH_RUNNERS_STATE_DIR": str(root / "state"),
+        "GH_RUNNERS_LIB_DIR": str(root / "lib"),
+        "GH_RUNNERS_RELEASES_URL": github.url,
+        "GH_RUNNERS_IPTABLES": str(root / "bin" / "iptables"),
+        "GH_RUNNERS_IP6TABLES": str(root / "bin" / "ip6tables"),
+        "GH_RUNNERS_APT_LOCKS": str(root / "apt.lock"),  # not the test machine's dpkg lock
+        "GH_RUNNERS_POWEROFF": str(root / "bin" / "poweroff"),
+        "GH_RUNNERS_RETRY_SECONDS": "4",
+        "GH_RUNNERS_RETRY_BASE": "0.02",
+        "GH_RUNNERS_POLL_SECONDS": "0.1",
+        "GH_RUNNERS_BUSY_POLL_SECONDS": "0.1",
+        "GH_RUNNERS_STOP_SECONDS": "5",
+        "GH_RUNNERS_LEAVE_SECONDS": "4",
+        "GH_RUNNERS_RATE_LIMIT_WAIT": "0.3",  # GitHub asks for a minute; the tests check it is waited
+        "GH_RUNNERS_SWEEP_CHANCE": "1",
+        "GH_RUNNERS_SWEEP_DELAY": "0",
+    }
+
+
 def github_scope(github: GitHubDouble, scope: str) -> Scope:
     target = TARGETS[scope]
     return {"repository": github.repo, "organization": github.org, "enterprise": github.enterprise}[scope](target)
@@ -400,29 +428,7 @@ def vm_factory_fixture(github: GitHubDouble, runner_release: RunnerRelease,
         _write(root / "bin" / "ldconfig", LDCONFIG.format(cache=runner_release.ldcache))
         scope_obj = github_scope(github, scope)
         secret, hidden = credential(github, kind, scope)
-        env = {
-            "PATH": f"{root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "LANG": "C.UTF-8",
-            "GH_RUNNERS_CONFIG": str(root / "etc" / "config.json"),
-            "GH_RUNNERS_RUNNER_DIR": str(root / "actions-runner"),
-            "GH_RUNNERS_RUNNER_USER": RUNNER_USER,
-            "GH_RUNNERS_STATE_DIR": str(root / "state"),
-            "GH_RUNNERS_LIB_DIR": str(root / "lib"),
-            "GH_RUNNERS_RELEASES_URL": github.url,
-            "GH_RUNNERS_IPTABLES": str(root / "bin" / "iptables"),
-            "GH_RUNNERS_IP6TABLES": str(root / "bin" / "ip6tables"),
-            "GH_RUNNERS_APT_LOCKS": str(root / "apt.lock"),  # not the test machine's dpkg lock
-            "GH_RUNNERS_POWEROFF": str(root / "bin" / "poweroff"),
-            "GH_RUNNERS_RETRY_SECONDS": "4",
-            "GH_RUNNERS_RETRY_BASE": "0.02",
-            "GH_RUNNERS_POLL_SECONDS": "0.1",
-            "GH_RUNNERS_BUSY_POLL_SECONDS": "0.1",
-            "GH_RUNNERS_STOP_SECONDS": "5",
-            "GH_RUNNERS_LEAVE_SECONDS": "4",
-            "GH_RUNNERS_RATE_LIMIT_WAIT": "0.3",  # GitHub asks for a minute; the tests check it is waited
-            "GH_RUNNERS_SWEEP_CHANCE": "1",
-            "GH_RUNNERS_SWEEP_DELAY": "0",
-        }
+        env = vm_env(root, github)
         if cloud == "aws":
             aws: AwsEnv = request.getfixturevalue("aws")
             aws.create_role(aws.imds.instance.role_name)

@@ -14,7 +14,9 @@ resources the service account was granted (``accessors`` / ``readers``).
   ``https://secretmanager.googleapis.com``): ``GET /v1/projects/{p}/secrets/{s}/versions/{v}:access``.
 * Compute (``compute.url`` stands for ``https://compute.googleapis.com``):
   ``/compute/v1/projects/{p}/regions/{r}/instanceGroupManagers/{m}`` (``get``) and its
-  ``listManagedInstances``, ``deleteInstances``, ``recreateInstances``.
+  ``listManagedInstances``, ``deleteInstances``, ``recreateInstances``, plus the receiver's
+  ``createInstances`` and ``resize`` when given their discovery document: one MIG model
+  (``GcpState.migs``) for the agent and the webhook receiver alike.
 
 Secret Manager and Compute responses are validated against Google's discovery
 documents (``tests/bootstrap/openapi/gcp-subset.json``), query parameters too.
@@ -27,6 +29,7 @@ import hashlib
 import json
 import re
 import secrets
+import string
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +71,13 @@ class ManagedInstance:
     id: str = field(default_factory=lambda: str(secrets.randbelow(10**18) + 10**18))
     status: str = "RUNNING"
     action: str = "NONE"
+    busy: bool = False  # set by tests that model a runner taking a job
 
 
 @dataclass
 class Mig:
-    """A regional managed instance group, as listManagedInstances shows it."""
+    """A regional managed instance group: ONE model for the VM agent (which lists it and leaves it) and the
+    webhook receiver (which grows it), so both see the same instances and the same targetSize."""
 
     project: str
     region: str
@@ -83,9 +88,44 @@ class Mig:
     updaters: set[str] = field(default_factory=set)  # ... with compute.instanceGroupManagers.update
     target_size: int = 0
     actions: list[tuple[str, str]] = field(default_factory=list)  # (deleteInstances | recreateInstances, name)
+    base: str = ""  # baseInstanceName (default: the group's name)
+    zones: tuple[str, ...] = ()
+    peak: int = 0  # the most live instances the group ever had
+    history: list[tuple[str, int]] = field(default_factory=list)  # (verb, live count after it)
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # requestId -> operation
+
+    def __post_init__(self) -> None:
+        self.base = self.base or self.name
+
+    @property
+    def vms(self) -> list[ManagedInstance]:
+        return self.instances
+
+    @property
+    def live(self) -> list[ManagedInstance]:
+        """Instances the group keeps: not being deleted."""
+        return [i for i in self.instances if i.action not in ("DELETING", "ABANDONING")]
+
+    def vm(self, name: str) -> ManagedInstance | None:
+        return next((i for i in self.instances if i.name == name), None)
+
+    def record(self, verb: str) -> None:
+        count = len(self.live)
+        self.peak = max(self.peak, count)
+        self.history.append((verb, count))
 
     def add_instance(self, name: str, zone: str | None = None, **kw: Any) -> ManagedInstance:
+        """An instance that is already RUNNING (seeded by a test)."""
         inst = ManagedInstance(name, zone or f"{self.region}-a", **kw)
+        self.instances.append(inst)
+        self.target_size += 1
+        return inst
+
+    def add(self, name: str) -> ManagedInstance:
+        """An instance the group starts creating (createInstances, resize), spread over the zones."""
+        zones = self.zones or (f"{self.region}-a", f"{self.region}-b")
+        inst = ManagedInstance(name, zones[len(self.instances) % len(zones)], status="PROVISIONING",
+                               action="CREATING")
         self.instances.append(inst)
         self.target_size += 1
         return inst
@@ -312,37 +352,97 @@ class SecretManagerDouble(_GoogleApiDouble):
 
 
 class ComputeDouble(_GoogleApiDouble):
-    """Compute v1 ``regionInstanceGroupManagers``: ``get``, ``listManagedInstances``, ``deleteInstances``,
-    ``recreateInstances``.
+    """Compute v1 ``regionInstanceGroupManagers`` over the one MIG model in ``GcpState.migs``: ``get``,
+    ``listManagedInstances``, ``deleteInstances``, ``recreateInstances`` (what the VM agent calls) and
+    ``createInstances``, ``resize`` (what the webhook receiver calls).
 
-    Semantics from the discovery document's method descriptions: ``deleteInstances``
-    "reduces the targetSize of the managed instance group by the number of instances
-    that you delete"; ``recreateInstances`` recreates them (targetSize unchanged);
-    both answer with an ``Operation`` and need ``compute.instanceGroupManagers.update``
-    on the group, ``get`` and ``listManagedInstances`` need ``.get``. A listed
-    instance that is not in the group is an error unless
-    ``skipInstancesOnValidationError`` (deleteInstances only).
+    Semantics from the discovery document's method descriptions:
+
+    * createInstances: "Creates instances with per-instance configurations ... The create instances
+      operation is marked DONE if the createInstances request is successful. The underlying actions take
+      additional time." -- each named instance joins the group at once with currentAction CREATING and
+      targetSize grows by one per instance; a name the group already has is refused (Compute's 409
+      alreadyExists);
+    * deleteInstances: "... reduces the targetSize of the managed instance group by the number of instances
+      that you delete" -- the instance stays listed as DELETING until the test finishes the delete
+      (``finish_deletes``), as a real MIG lists it while it shuts down; an instance that is not a member
+      fails the request unless ``skipInstancesOnValidationError``;
+    * recreateInstances: "Flags the specified VM instances in the managed instance group to be immediately
+      recreated" -- currentAction RECREATING, targetSize unchanged;
+    * resize: "If you increase the size, the group creates new instances ... If you decrease the size, the
+      group deletes one or more instances" -- the MIG picks which; this double picks the newest, busy or
+      not, to make that hazard visible;
+    * ``requestId``: a repeated request id returns the first operation and does nothing ("the server will
+      know to ignore the request if it has already been completed").
+
+    All answer with an ``Operation`` and need ``compute.instanceGroupManagers.update`` on the group; ``get``
+    and ``listManagedInstances`` need ``.get``. A MIG has no maximum: nothing here refuses growth; ``peak``
+    records the most live instances a group ever had. Requests and responses are validated against the
+    discovery documents given (each method against the one that describes it).
     """
 
     name = "compute"
     _PATH = re.compile(
         r"^/compute/v1/projects/([^/]+)/regions/([^/]+)/instanceGroupManagers/([^/]+)"
-        r"(?:/(listManagedInstances|deleteInstances|recreateInstances))?$")
+        r"(?:/(listManagedInstances|deleteInstances|recreateInstances|createInstances|resize))?$")
+    _BODIES = ("deleteInstances", "recreateInstances", "createInstances")
+
+    def __init__(self, state: GcpState, api: DiscoveryApi, *more: DiscoveryApi) -> None:
+        super().__init__(state, api)
+        self.apis = (api, *more)
+        self.boot_on_create = False  # True: new instances are RUNNING at once (no agent in the test)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._cond:
+            self.boot_on_create = False
+
+    def _api_for(self, method_id: str) -> DiscoveryApi | None:
+        return next((a for a in self.apis if method_id in a.doc["methods"]), None)
+
+    def served(self, req: Request, method_id: str, resp: Response) -> Response:
+        api = self._api_for(method_id)
+        if resp.status == 200 and api is not None:
+            for problem in api.response_errors(method_id, resp.body):
+                self.violate(f"{self.name} response to {req.path} breaks {method_id}: {problem}")
+        return resp
+
+    # -- test controls ---------------------------------------------------------------------
+
+    def boot(self, mig: Mig, name: str) -> ManagedInstance:
+        """The instance finished booting: the MIG shows it RUNNING with no action."""
+        with self._cond:
+            inst = mig.vm(name)
+            assert inst is not None, name
+            inst.action, inst.status = "NONE", "RUNNING"
+            self.changed()
+            return inst
+
+    def finish_deletes(self, mig: Mig) -> None:
+        """Instances being deleted are gone."""
+        with self._cond:
+            mig.instances = [i for i in mig.instances if i.action != "DELETING"]
+            self.changed()
+
+    # -- requests --------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
         m = self._PATH.match(req.path)
         verb = m.group(4) if m else None
-        if m is None or req.method != ("GET" if verb is None else "POST"):
+        method_id = f"regionInstanceGroupManagers.{verb or 'get'}"
+        api = self._api_for(method_id)
+        if m is None or api is None or req.method != ("GET" if verb is None else "POST"):
             self.violate(f"{req.method} {req.path}: not a Compute call the double knows")
             return _google_error(404, "NOT_FOUND", "Not Found", "notFound")
-        method_id = f"regionInstanceGroupManagers.{verb or 'get'}"
-        self.check_query(req, method_id)
-        if verb in ("deleteInstances", "recreateInstances"):
+        for problem in api.check_query(method_id, req.query):
+            self.violate(f"{req.method} {req.path}: {problem}")
+        body: dict[str, Any] = {}
+        if verb in self._BODIES:
             try:
                 body = json.loads(req.body or b"{}")
             except ValueError:
                 return _google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", "parseError")
-            problems = self.api.request_errors(method_id, body)
+            problems = api.request_errors(method_id, body)
             if problems:
                 for problem in problems:
                     self.violate(f"{method_id} request body: {problem}")
@@ -367,27 +467,35 @@ class ComputeDouble(_GoogleApiDouble):
                 return self.served(req, method_id, Response(200, self._manager(mig), content_type=JSON))
             if verb == "listManagedInstances":
                 return self._list(req, method_id, mig)
-            return self._act(req, method_id, mig, verb, body)
+            request_id = (req.query.get("requestId") or [""])[0]
+            if request_id and request_id in mig.requests:
+                return self.served(req, method_id, Response(200, mig.requests[request_id], content_type=JSON))
+            resp = self._act(req, mig, verb, body)
+            if resp.status == 200 and request_id:
+                mig.requests[request_id] = resp.body
+            self.changed()
+        return self.served(req, method_id, resp)
 
     def _instance_url(self, inst: ManagedInstance) -> str:
         return f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/zones/{inst.zone}/instances/" \
                f"{inst.name}"
 
+    def _template(self, mig: Mig) -> str:
+        return f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/global/instanceTemplates/" \
+               f"{mig.template}"
+
     def _manager(self, mig: Mig) -> dict[str, Any]:
         base = f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/regions/{mig.region}"
         return {"kind": "compute#instanceGroupManager", "id": str(abs(hash(mig.name)) % 10**18), "name": mig.name,
                 "region": base, "selfLink": f"{base}/instanceGroupManagers/{mig.name}",
-                "baseInstanceName": mig.name, "targetSize": mig.target_size,
-                "instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/"
-                                    f"global/instanceTemplates/{mig.template}",
+                "baseInstanceName": mig.base, "targetSize": mig.target_size,
+                "instanceTemplate": self._template(mig),
                 "status": {"isStable": all(i.action == "NONE" for i in mig.instances)}}
 
     def _list(self, req: Request, method_id: str, mig: Mig) -> Response:
         items = [{
             "instance": self._instance_url(i), "id": i.id, "name": i.name, "instanceStatus": i.status,
-            "currentAction": i.action,
-            "version": {"instanceTemplate": f"https://www.googleapis.com/compute/v1/projects/"
-                                            f"{self.state.project_id}/global/instanceTemplates/{mig.template}"},
+            "currentAction": i.action, "version": {"instanceTemplate": self._template(mig)},
         } for i in mig.instances]
         size = int((req.query.get("maxResults") or ["500"])[0])
         start = int((req.query.get("pageToken") or ["0"])[0] or 0)
@@ -396,31 +504,65 @@ class ComputeDouble(_GoogleApiDouble):
             body["nextPageToken"] = str(start + size)
         return self.served(req, method_id, Response(200, body, content_type=JSON))
 
-    def _act(self, req: Request, method_id: str, mig: Mig, verb: str, body: dict[str, Any]) -> Response:
-        wanted = list(body.get("instances") or [])
-        by_url = {_instance_path(self._instance_url(i)): i for i in mig.instances}
-        picked = [by_url.get(_instance_path(url)) for url in wanted]
-        if not wanted or (None in picked and not body.get("skipInstancesOnValidationError")):
-            missing = next((url for url, inst in zip(wanted, picked, strict=True) if inst is None), "")
-            return _google_error(400, "INVALID_ARGUMENT", f"The instance '{missing}' is not a member of the group "
-                                 f"'{mig.name}'." if wanted else "Required field 'instances' not specified",
-                                 "invalid")
-        for inst in (i for i in picked if i is not None):
-            if verb == "deleteInstances":
-                mig.instances.remove(inst)
-                mig.target_size -= 1
-            else:
-                inst.action = "RECREATING"
-            mig.actions.append((verb, inst.name))
-        self.changed()
+    def _act(self, req: Request, mig: Mig, verb: str, body: dict[str, Any]) -> Response:
+        if verb == "createInstances":
+            names = [str(item.get("name", "")) for item in body.get("instances") or []]
+            if not names or not all(re.fullmatch(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?", n) for n in names):
+                return _google_error(400, "INVALID_ARGUMENT", "Invalid value for field 'instances'", "invalid")
+            existing = [n for n in names if mig.vm(n) is not None]
+            if existing or len(set(names)) != len(names):
+                return _google_error(409, "ALREADY_EXISTS", f"The resource '{existing[0] if existing else names[0]}'"
+                                     " already exists", "alreadyExists")
+            for n in names:
+                inst = mig.add(n)
+                if self.boot_on_create:
+                    inst.action, inst.status = "NONE", "RUNNING"
+        elif verb == "resize":
+            size = int((req.query.get("size") or ["-1"])[0])
+            if size < 0:
+                return _google_error(400, "INVALID_ARGUMENT", "Invalid value for field 'size'", "invalid")
+            live = mig.live
+            for _ in range(size - len(live)):
+                mig.add(generated_name(mig))
+            for inst in live[size:][::-1] if size < len(live) else []:
+                inst.action = "DELETING"
+            mig.target_size = size
+        else:  # deleteInstances | recreateInstances
+            wanted = list(body.get("instances") or [])
+            by_url = {_instance_path(self._instance_url(i)): i for i in mig.live}
+            picked = [by_url.get(_instance_path(str(url))) for url in wanted]
+            if not wanted or (None in picked and not (verb == "deleteInstances"
+                                                      and body.get("skipInstancesOnValidationError"))):
+                missing = next((url for url, inst in zip(wanted, picked, strict=True) if inst is None), "")
+                return _google_error(400, "INVALID_ARGUMENT", f"The instance '{missing}' is not a member of the "
+                                     f"group '{mig.name}' or is already being deleted." if wanted else
+                                     "Required field 'instances' not specified", "invalid")
+            for inst in {id(i): i for i in picked if i is not None}.values():
+                if verb == "deleteInstances":
+                    inst.action = "DELETING"
+                    mig.target_size -= 1
+                else:
+                    inst.action = "RECREATING"
+                mig.actions.append((verb, inst.name))
+        mig.record(verb)
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
         base = f"https://www.googleapis.com/compute/v1/projects/{self.state.project_id}/regions/{mig.region}"
-        op = {"kind": "compute#operation", "id": str(secrets.randbelow(10**18)),
-              "name": f"operation-{secrets.token_hex(8)}", "operationType": f"compute.instanceGroupManagers.{verb}",
+        op_name = f"operation-{secrets.token_hex(8)}"
+        op = {"kind": "compute#operation", "id": str(secrets.randbelow(10**18)), "name": op_name,
+              "operationType": f"compute.instanceGroupManagers.{verb}",
               "targetLink": f"{base}/instanceGroupManagers/{mig.name}", "status": "DONE", "progress": 100,
               "insertTime": now, "startTime": now, "endTime": now, "region": base,
-              "selfLink": f"{base}/operations/operation-1", "user": self.state.service_account}
-        return self.served(req, method_id, Response(200, op, content_type=JSON))
+              "selfLink": f"{base}/operations/{op_name}", "user": self.state.service_account}
+        return Response(200, op, content_type=JSON)
+
+
+def generated_name(mig: Mig) -> str:
+    """A name like the MIG's own: base instance name, `-`, four random characters."""
+    alphabet = string.ascii_lowercase + string.digits
+    while True:
+        name = f"{mig.base}-{''.join(secrets.choice(alphabet) for _ in range(4))}"
+        if mig.vm(name) is None:
+            return name
 
 
 JSON = "application/json; charset=UTF-8"
@@ -472,11 +614,11 @@ class GcpDoubles:
         return secret
 
     def add_mig(self, name: str, *, region: str | None = None, readers: set[str] | None = None,
-                updaters: set[str] | None = None) -> Mig:
+                updaters: set[str] | None = None, base: str = "") -> Mig:
         """A regional MIG in the VM's project, readable by ``readers`` and changeable by ``updaters``
         (default for both: the VM's SA, which may remove only itself, as the stack grants)."""
         mig = Mig(self.state.project_id, region or self.state.region, name,
                   set(readers) if readers is not None else {self.state.service_account},
-                  updaters=set(updaters) if updaters is not None else {self.state.service_account})
+                  updaters=set(updaters) if updaters is not None else {self.state.service_account}, base=base)
         self.state.migs[(mig.project, mig.region, name)] = mig
         return mig
