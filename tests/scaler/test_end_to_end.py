@@ -24,7 +24,6 @@ from doubles.runner_tarball import DEFAULT_VERSION, RunnerRelease, build_runner_
 from receiver_doubles.stack import PAT, WEBHOOK_SECRET, Stack, build_stack
 from receiver_doubles.world import PoolSpec
 from simulation import POOL, POOL_LABELS, REPOSITORY, Fleet, Hub, Machine, wait_until
-from test_agent_harness import OTHER_AGENT
 
 MAX = 6
 # The agent's GH_RUNNERS_* overrides for this simulation (the harness's short waits, plus these).
@@ -33,7 +32,6 @@ BOOT_SECONDS = 60  # for a burst of agents booting at once on a shared 2-core ma
 # Where the measurement of queued -> registered / started goes (bench/simulation.py reads it).
 METRICS = os.environ.get("GHR_E2E_METRICS")
 CLOUDS = ["aws", "gcp"]
-IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}  # as tests/skip_policy.py reads it
 
 pytestmark = pytest.mark.linux_root("the VM agent chowns the runner to the runner user and starts it as that user")
 
@@ -303,20 +301,13 @@ def test_a_spot_vm_lost_mid_job_is_replaced_and_the_retry_is_served(world: Calla
     wait_until(lambda: w.desired() == 1 and len(w.fleet.serving()) == 1, BOOT_SECONDS, w.describe())
 
 
-# --- idle timeout: needs the agent's idle timeout (the idle helper's branch) ------------------------------
-
-# The agent under test: this branch's, or the one GHR_TEST_AGENT_DIR names (see the agent harness).
-AGENT_DIR = Path(OTHER_AGENT or Path(__file__).resolve().parents[2] / "bootstrap" / "agent")
-AGENT_HAS_IDLE_TIMEOUT = "IDLE_TIMEOUT" in (AGENT_DIR / "config.py").read_text()
+# --- idle timeout ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not AGENT_HAS_IDLE_TIMEOUT and not IN_CI,
-                    reason="the agent on this branch has no idle timeout yet (GH_RUNNERS_IDLE_TIMEOUT, issue 12's "
-                           "idle change): runs once that is merged; under CI=true it runs, and fails, until then")
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_idle_timeout_idle_vms_above_the_floor_leave(world: Callable[..., World], cloud: str) -> None:
-    """Needs the idle helper's agent: a VM above the floor with no job for idle_timeout deregisters and
-    leaves through its group, lowering its size; at the floor it stays."""
+    """A VM above the floor with no job for idle_timeout deregisters and leaves through its group, lowering
+    its size; at the floor it stays."""
     w = world(cloud, env={"GH_RUNNERS_IDLE_TIMEOUT": "2"})
     # A job cancelled before any runner took it: its VM is added, boots, and finds nothing to do.
     job = w.hub.queue(duration=None)
