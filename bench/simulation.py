@@ -38,7 +38,8 @@ PAPER = [
      "(createInstances: \"The underlying actions take additional time\", Compute discovery document)"],
     ["VM boot to our unit, agent, run.sh to listening, job handed over", "~25–55", "~30–55",
      "section 4's table (EC2: daemonology.net 2021, brevdev, martysweet.co.uk 2023; GCE: Aboukhalil 2018, "
-     "McAnlis 2017; agent measured; runner start and hand-over estimated)"],
+     "McAnlis 2017; agent measured; runner start and hand-over estimated); on AWS this includes the loader's "
+     "one S3 GET of the ~47 KB agent on a first boot (tens of ms in-region: estimate)"],
     ["**total, runner on the image**", "**~27–62**", "**~32–62**", ""],
     ["without a prebaked runner (download, verify, extract beside the boot path)", "+5–15", "+5–15",
      "section 4 (estimate)"],
