@@ -24,7 +24,7 @@ PoolT = TypeVar("PoolT", bound=PoolCommon)
 Field = tuple[str | int, ...]  # a field of a pool, e.g. ("network", "zones")
 
 
-def _unlocated(pool: str, field: Field, message: str) -> str:
+def unlocated(pool: str, field: Field, message: str) -> str:
     return f"pool {pool}: {'.'.join(map(str, field))}: {message}"
 
 
@@ -40,7 +40,7 @@ class StackContext:
     # `FILE:LINE:COL: pools[i].field: message` for a pool's field, for problems
     # found only once the cloud answers (inside outputs, where PoolProblem can't
     # reach the program).
-    locate: Callable[[str, Field, str], str] = _unlocated
+    locate: Callable[[str, Field, str], str] = unlocated
 
 
 @dataclass(frozen=True)

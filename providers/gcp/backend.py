@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_gcp as gcp
 from pulumi.runtime.mocks import MockMonitor
 
-from providers.base import Backend, Identity, Network, PoolProblem, Site, StackContext, UserData, VmGroup
+from providers.base import (
+    Backend,
+    Field,
+    Identity,
+    Network,
+    PoolProblem,
+    Site,
+    StackContext,
+    UserData,
+    VmGroup,
+    unlocated,
+)
 from providers.gcp import GcpNames
 from providers.gcp.group import build_vm_group, scaling_schedules
 from providers.gcp.identity import build_identity
@@ -93,7 +106,7 @@ class GcpBackend(Backend[GcpPool]):
             return found.apply(lambda has: dict(zip(names, has, strict=True)))
 
         offered: pulumi.Output[dict[str, bool]] = zones.apply(offers)
-        return offered.apply(lambda found: checked_machine_type(pool, place[1], found))
+        return offered.apply(lambda found: checked_machine_type(pool, place[1], found, self.context.locate))
 
     def _opts(self, site: Site, parent: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self._provider(_place(site)))
@@ -199,8 +212,11 @@ def offline() -> bool:
     return isinstance(pulumi.runtime.settings.get_monitor(), MockMonitor)
 
 
-def checked_machine_type(pool: GcpPool, region: str, offered: dict[str, bool]) -> str:
-    """The machine type if the zones the group uses offer it; a RunError naming the zones if not.
+def checked_machine_type(pool: GcpPool, region: str, offered: dict[str, bool],
+                         locate: Callable[[str, Field, str], str] = unlocated) -> str:
+    """The machine type if the zones the group uses offer it; a RunError naming the zones if not, located at
+    the pool's field in runners.yaml (`zones` when pinned zones lack it, else `machine_type`, or `arch` when
+    the type is the arch's default).
 
     Pinned zones must all offer it (the group places VMs in each). GCP-picked
     zones need one; zones without it are a warning (pin `zones` to avoid them).
@@ -208,17 +224,20 @@ def checked_machine_type(pool: GcpPool, region: str, offered: dict[str, bool]) -
     machine_type = pool.effective_machine_type
     missing = sorted(zone for zone, has in offered.items() if not has)
     having = sorted(zone for zone, has in offered.items() if has)
-    where = f"pool {pool.name}: machine_type"
+    field: Field = ("machine_type",) if pool.machine_type else ("arch",)
     if pool.zones and missing:
-        raise pulumi.RunError(
-            f"{where}: {machine_type} is not offered in {', '.join(missing)}"
-            + (f" (it is in {', '.join(having)}): list only those in `zones`" if having else "")
-        )
+        raise pulumi.RunError(locate(
+            pool.name, ("zones",),
+            f"{machine_type} is not offered in {', '.join(missing)}"
+            + (f" (it is in {', '.join(having)}): list only those in `zones`" if having else ""),
+        ))
     if not having:
-        raise pulumi.RunError(f"{where}: no zone of {region} offers {machine_type}: pick another type or region")
+        raise pulumi.RunError(
+            locate(pool.name, field, f"no zone of {region} offers {machine_type}: pick another type or region"))
     if missing:
-        pulumi.log.warn(
-            f"{where}: {machine_type} is not offered in {', '.join(missing)}; "
-            f"set `zones: [{', '.join(having)}]` so the group never tries there"
-        )
+        pulumi.log.warn(locate(
+            pool.name, field,
+            f"{machine_type} is not offered in {', '.join(missing)}; "
+            f"set `zones: [{', '.join(having)}]` so the group never tries there",
+        ))
     return machine_type

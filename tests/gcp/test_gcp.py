@@ -631,13 +631,13 @@ def test_machine_type_is_checked_against_the_region_zones(
         (
             {"zones": ["europe-west4-a", "europe-west4-c"]},
             {"europe-west4-a": True, "europe-west4-c": False},
-            "pool codex: machine_type: t2a-standard-2 is not offered in europe-west4-c (it is in europe-west4-a): "
+            "pool codex: zones: t2a-standard-2 is not offered in europe-west4-c (it is in europe-west4-a): "
             "list only those in `zones`",
         ),
         (
             {},
             {"europe-west4-a": False, "europe-west4-b": False},
-            "pool codex: machine_type: no zone of europe-west4 offers t2a-standard-2: pick another type or region",
+            "pool codex: arch: no zone of europe-west4 offers t2a-standard-2: pick another type or region",
         ),
     ],
 )
@@ -649,3 +649,19 @@ def test_machine_type_missing_where_the_group_runs_fails_the_plan(
     with pytest.raises(pulumi.RunError) as caught:
         checked_machine_type(pool_of(arch="arm64", **fields), "europe-west4", offered)
     assert str(caught.value) == message
+
+
+def test_a_machine_type_no_zone_offers_fails_at_its_line_in_runners_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the whole program: the verdict names the file, line and field, like every other bad input."""
+    monkeypatch.setattr(backend_module, "offline", lambda: False)
+    monkeypatch.setattr(gcp.compute, "get_machine_types_output", offering({}, []))
+    text = ("version: 1\ngithub: {repository: spigell/my-reforge-ai}\npools:\n"
+            "  - {name: big, provider: gcp, machine_type: c4-standard-288}\n")
+    with pytest.raises(pulumi.RunError) as caught:
+        run_file(tmp_path, text)
+    assert str(caught.value).endswith(
+        "runners.yaml:4:46: pools[0].machine_type: no zone of europe-west4 offers c4-standard-288: "
+        "pick another type or region"
+    )
