@@ -267,7 +267,7 @@ class Agent:
             self.wake.set()
 
         threading.Thread(target=waiter, daemon=True).start()
-        idle_since = time.monotonic()
+        idle_since: float | None = time.monotonic()  # None while a job runs
         while True:
             self.wake.clear()
             if proc.poll() is not None:
@@ -281,7 +281,10 @@ class Agent:
                 return "update"
             if self.cfg.idle_timeout:
                 now = time.monotonic()
+                # Idle time counts from the first look that finds no job, never from before the job ended.
                 if runner.busy(self.cfg, uid):
+                    idle_since = None
+                elif idle_since is None:
                     idle_since = now
                 elif now - idle_since >= self.cfg.idle_timeout:
                     idle_since = now  # if it stays (at the floor, or a job came): again after another timeout
