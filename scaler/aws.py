@@ -31,10 +31,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from scaler.config import Pool, ScalerConfig, load_deployed
+from scaler.config import Pool, ScalerConfig, SecretRef, load_deployed
 from scaler.decision import Grown, Receiver, ScaleError
-from scaler.github import GitHub
-from scaler.reconcile import GroupState, reconcile
+from scaler.function import Function
+from scaler.reconcile import GroupState
 
 log = logging.getLogger("scaler")
 log.setLevel(logging.INFO)  # the Lambda runtime's root logger passes WARNING and up only
@@ -127,11 +127,13 @@ class AwsGroups:
                 return done
         return count
 
-    def read_parameter(self, name: str, region: str) -> str:
+    def read_secret(self, ref: SecretRef) -> str:
+        """A SecureString parameter (the webhook secret, the GitHub credential)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        name = ref.location
         try:
-            answer = self.client("ssm", region).get_parameter(Name=name, WithDecryption=True)
+            answer = self.client("ssm", ref.region or "").get_parameter(Name=name, WithDecryption=True)
         except (ClientError, BotoCoreError) as exc:
             code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
             raise ScaleError(f"SSM GetParameter {name}: {code or type(exc).__name__}") from None
@@ -141,35 +143,14 @@ class AwsGroups:
 # --- the Lambda entry point -------------------------------------------------------------
 
 
-class _Function:
+_function: Function | None = None
+
+
+def _warm() -> Function:
     """What a warm Lambda keeps between invocations."""
-
-    def __init__(self, config: ScalerConfig) -> None:
-        self.config = config
-        self.groups = AwsGroups(config)
-        secret = config.webhook_secret
-        self.receiver = Receiver(
-            config,
-            lambda: self.groups.read_parameter(secret.location, secret.region or "").encode(),
-            self.groups,
-        )
-
-    def github(self) -> GitHub:
-        ref = self.config.github_credential
-        return GitHub(
-            self.config.github.api_url,
-            lambda: self.groups.read_parameter(ref.location, ref.region or ""),
-            self.config.reconcile.request_budget,
-        )
-
-
-_function: _Function | None = None
-
-
-def _warm() -> _Function:
     global _function
     if _function is None:
-        _function = _Function(load_deployed())
+        _function = Function(config := load_deployed(), AwsGroups(config))
     return _function
 
 
@@ -182,8 +163,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """
     function = _warm()
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
-        plans = reconcile(function.config, function.github(), function.groups, datetime.now(timezone.utc))
-        return {"reconciled": [plan.__dict__ for plan in plans]}
+        return {"reconciled": [plan.__dict__ for plan in function.reconcile(datetime.now(timezone.utc))]}
     if "requestContext" not in event:
         log.warning(json.dumps({"ignored": "unknown event shape"}))
         return {"statusCode": 400, "body": '{"decision":"unknown-event"}'}

@@ -46,13 +46,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from scaler.config import GcpTarget, Pool, ScalerConfig, load_deployed
-from scaler.decision import MAX_BODY_BYTES, Grown, Receiver, ScaleError
+from scaler.config import GcpTarget, Pool, ScalerConfig, SecretRef, load_deployed
+from scaler.decision import MAX_BODY_BYTES, Grown, ScaleError
 from scaler.floor import floor
-from scaler.github import GitHub
+from scaler.function import Function
 from scaler.http import Answer, HttpError, call
 from scaler.reconcile import GroupState
-from scaler.reconcile import reconcile as reconcile_pools
 
 log = logging.getLogger("scaler")
 log.setLevel(logging.INFO)
@@ -239,7 +238,9 @@ class GcpGroups:
         trimmed = self._trim(target, pool)
         return max(0, created - len(set(trimmed) & set(names)))
 
-    def read_secret(self, name: str) -> str:
+    def read_secret(self, ref: SecretRef) -> str:
+        """A Secret Manager version (the webhook secret, the GitHub credential)."""
+        name = ref.location
         doc = self._expect(self._call("GET", f"{self.secret_manager}/v1/{name}:access"), f"access {name}")
         return base64.b64decode(doc["payload"]["data"]).decode()
 
@@ -273,30 +274,14 @@ def _already_exists(answer: Answer) -> bool:
 # --- the Cloud Run functions entry points -----------------------------------------------
 
 
-class _Function:
-    def __init__(self, config: ScalerConfig) -> None:
-        self.config = config
-        self.groups = GcpGroups(config)
-        self.receiver = Receiver(
-            config, lambda: self.groups.read_secret(config.webhook_secret.location).encode(), self.groups
-        )
-
-    def github(self) -> GitHub:
-        location = self.config.github_credential.location
-        return GitHub(
-            self.config.github.api_url,
-            lambda: self.groups.read_secret(location),
-            self.config.reconcile.request_budget,
-        )
+_function: Function | None = None
 
 
-_function: _Function | None = None
-
-
-def _warm() -> _Function:
+def _warm() -> Function:
+    """What a warm function instance keeps between requests."""
     global _function
     if _function is None:
-        _function = _Function(load_deployed())
+        _function = Function(config := load_deployed(), GcpGroups(config))
     return _function
 
 
@@ -317,5 +302,5 @@ def webhook(request: Any) -> tuple[str, int, dict[str, str]]:
 def reconcile(request: Any) -> tuple[str, int, dict[str, str]]:
     """HTTP function for Cloud Scheduler (Cloud Run checks its OIDC token before this runs)."""
     function = _warm()
-    plans = reconcile_pools(function.config, function.github(), function.groups, datetime.now(timezone.utc))
+    plans = function.reconcile(datetime.now(timezone.utc))
     return json.dumps({"reconciled": [plan.__dict__ for plan in plans]}), 200, {"Content-Type": "application/json"}

@@ -22,49 +22,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from scaler.config import ScalerConfig
-from scaler.decision import MAX_BODY_BYTES, Receiver
-from scaler.github import GitHub
-from scaler.reconcile import ReconcileGroups, reconcile
+from scaler.decision import MAX_BODY_BYTES
+from scaler.function import Function
 
 log = logging.getLogger("scaler")
 DRAIN_BYTES = 8 * MAX_BODY_BYTES
 
 
-class Service:
-    """The cloud adapter of the configuration's cloud, wired like its entry point."""
+def deployed_function(config: ScalerConfig) -> Function:
+    """The configuration's cloud adapter, wired as its entry point wires it."""
+    if config.cloud == "aws":
+        from scaler.aws import AwsGroups
 
-    def __init__(self, config: ScalerConfig) -> None:
-        self.config = config
-        self.groups: ReconcileGroups
-        if config.cloud == "aws":
-            from scaler.aws import AwsGroups
+        return Function(config, AwsGroups(config))
+    from scaler.gcp import GcpGroups
 
-            aws = AwsGroups(config)
-            self.groups = aws
-
-            def read(location: str, region: str | None) -> str:
-                return aws.read_parameter(location, region or "")
-        else:
-            from scaler.gcp import GcpGroups
-
-            gcp = GcpGroups(config)
-            self.groups = gcp
-
-            def read(location: str, region: str | None) -> str:
-                return gcp.read_secret(location)
-
-        self._read = read
-        secret = config.webhook_secret
-        self.receiver = Receiver(config, lambda: read(secret.location, secret.region).encode(), self.groups)
-
-    def github(self) -> GitHub:
-        ref = self.config.github_credential
-        budget = self.config.reconcile.request_budget
-        return GitHub(self.config.github.api_url, lambda: self._read(ref.location, ref.region), budget)
-
-    def reconcile(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        plans = reconcile(self.config, self.github(), self.groups, now or datetime.now(timezone.utc))
-        return [plan.__dict__ for plan in plans]
+    return Function(config, GcpGroups(config))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -111,7 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         service = self.server.service
         if self.path == "/reconcile":
-            self._send(200, json.dumps({"reconciled": service.reconcile()}))
+            plans = service.reconcile(datetime.now(timezone.utc))
+            self._send(200, json.dumps({"reconciled": [plan.__dict__ for plan in plans]}))
         elif self.path == "/":
             reply = service.receiver.handle(dict(self.headers.items()), body)
             self._send(reply.status, reply.body)
@@ -122,14 +96,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, service: Service) -> None:
+    def __init__(self, port: int, service: Function) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.service = service
 
 
 def serve(config: ScalerConfig, port: int) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    server = _Server(port, Service(config))
+    server = _Server(port, deployed_function(config))
     # The tests read the bound address from this line (port 0 picks a free one).
     print(f"serving on http://127.0.0.1:{server.server_address[1]}", flush=True)
     try:
