@@ -22,6 +22,26 @@ class Account:
     account_id: pulumi.Output[str]
 
 
+def ssm_decrypt_statement(
+    sid: str, partition: str, region: str, account_id: str, parameter_arns: str | list[str]
+) -> dict[str, Any]:
+    """kms:Decrypt for SecureString parameters: SecureString decryption happens inside SSM, so allow it only
+    through SSM and only for these parameters (SSM puts the parameter ARN in the encryption context),
+    whichever key the account uses. The VM role's and the receiver's (providers/aws/scaler.py)."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": [f"arn:{partition}:kms:{region}:{account_id}:key/*"],
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": f"ssm.{region}.amazonaws.com",
+                "kms:EncryptionContext:PARAMETER_ARN": parameter_arns,
+            }
+        },
+    }
+
+
 def policy_statements(
     *,
     partition: str,
@@ -45,21 +65,7 @@ def policy_statements(
             "Action": ["ssm:GetParameter"],
             "Resource": [parameter_arn],
         },
-        {
-            # SecureString decryption happens inside SSM; allow it only through
-            # SSM and only for this parameter (SSM puts the parameter ARN in the
-            # encryption context), whichever key the account uses.
-            "Sid": "DecryptOnlyThroughSsmForThatParameter",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": [f"arn:{partition}:kms:{region}:{account_id}:key/*"],
-            "Condition": {
-                "StringEquals": {
-                    "kms:ViaService": f"ssm.{region}.amazonaws.com",
-                    "kms:EncryptionContext:PARAMETER_ARN": parameter_arn,
-                }
-            },
-        },
+        ssm_decrypt_statement("DecryptOnlyThroughSsmForThatParameter", partition, region, account_id, parameter_arn),
         {
             # A VM that is done leaves through its own group: it terminates
             # itself there (so the group does not run the termination hook on

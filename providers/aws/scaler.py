@@ -29,7 +29,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from providers.aws.identity import Account
+from providers.aws.identity import Account, ssm_decrypt_statement
 from providers.naming import part
 from providers.scaling import (
     RECONCILE_SECONDS,
@@ -122,21 +122,9 @@ def policy_statements(
             "Action": ["ssm:GetParameter"],
             "Resource": sorted(parameter_arns),
         },
-        {
-            # SecureString decryption happens inside SSM: allow it only through
-            # SSM and only for these parameters (SSM puts the parameter ARN in
-            # the encryption context), as the VM role does (identity.py).
-            "Sid": "DecryptOnlyThroughSsmForThoseParameters",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": [f"arn:{partition}:kms:{region}:{account_id}:key/*"],
-            "Condition": {
-                "StringEquals": {
-                    "kms:ViaService": f"ssm.{region}.amazonaws.com",
-                    "kms:EncryptionContext:PARAMETER_ARN": sorted(parameter_arns),
-                }
-            },
-        },
+        ssm_decrypt_statement(
+            "DecryptOnlyThroughSsmForThoseParameters", partition, region, account_id, sorted(parameter_arns)
+        ),
         {
             # Its own log group only; the group exists before the function, so
             # no logs:CreateLogGroup. `group:*` is the form AWS documents for
