@@ -39,6 +39,18 @@ def before_run_sh(vm: Vm, doubles: list[HttpDouble]) -> list[Request]:
     return sorted((r for d in doubles for r in d.requests() if r.time < started), key=lambda r: r.time)
 
 
+def boot_with_latency(vm: Vm, github: GitHubDouble, request: pytest.FixtureRequest) -> tuple[list[Request], str]:
+    """One boot with LATENCY on every remote double, up to its one job: the calls before run.sh, and the
+    agent's output."""
+    doubles = remote_doubles(vm, request)
+    for double in doubles:
+        double.latency = LATENCY
+    github.queue_job(LABELS, duration=0)
+    agent = vm.run(GH_RUNNERS_SWEEP_CHANCE="0")  # the sweep would start as run.sh does
+    assert agent.proc.returncode == 0, agent.output
+    return before_run_sh(vm, doubles), agent.output
+
+
 @pytest.mark.parametrize(("cloud", "kind", "expected"), [
     ("aws", "pat", ["s3:GetObject", "ssm:GetParameter", "actions/generate-runner-jitconfig-for-org"]),
     ("gcp", "pat", ["secretmanager", "actions/generate-runner-jitconfig-for-org"]),
@@ -54,14 +66,8 @@ def test_two_remote_round_trips_before_run_sh_with_a_pat_three_with_an_app(
     vm: Vm = vm_factory(cloud, "organization", kind, runner_group="linux-pool", group_id=group.id,
                         runner_version=DEFAULT_VERSION)
     vm.prebake_runner()
-    doubles = remote_doubles(vm, request)
-    for double in doubles:
-        double.latency = LATENCY
-    github.queue_job(LABELS, duration=0)
-    agent = vm.run(GH_RUNNERS_SWEEP_CHANCE="0")  # the sweep would start as run.sh does
-    assert agent.proc.returncode == 0, agent.output
-    calls = before_run_sh(vm, doubles)
-    assert [c.operation or "secretmanager" for c in calls] == expected, agent.output
+    calls, output = boot_with_latency(vm, github, request)
+    assert [c.operation or "secretmanager" for c in calls] == expected, output
     assert sequential(calls) == len(expected)
     github_calls = [c for c in calls if c in github.requests()]
     assert len({c.connection for c in github_calls}) == 1  # one kept-alive connection: one TLS handshake
@@ -94,13 +100,7 @@ def test_latest_is_looked_up_beside_the_registration(vm_factory, github: GitHubD
     vm: Vm = vm_factory("aws", "organization", runner_group="linux-pool", group_id=group.id)
     vm.prebake_runner()
     vm.github.add_runner_release(DEFAULT_VERSION, {"linux-x64": vm.release.tarball})  # prebake cleared it
-    doubles = remote_doubles(vm, request)
-    for double in doubles:
-        double.latency = LATENCY
-    github.queue_job(LABELS, duration=0)
-    agent = vm.run(GH_RUNNERS_SWEEP_CHANCE="0")  # the sweep would start as run.sh does
-    assert agent.proc.returncode == 0, agent.output
-    calls = before_run_sh(vm, doubles)
+    calls, _ = boot_with_latency(vm, github, request)
     assert {c.operation for c in calls} >= {"repos/get-latest-release", "actions/generate-runner-jitconfig-for-org"}
     agents = [c for c in calls if c.operation != "s3:GetObject"]  # the loader's fetch comes first, alone
     assert sequential(agents) == 2, [(c.operation, c.time, c.answered) for c in calls]
