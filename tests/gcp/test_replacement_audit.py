@@ -18,7 +18,7 @@ pools never share a resource.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,12 @@ def test_renamed_pool_never_collides_with_itself(tmp_path: Path) -> None:
     assert physical(before, "old") and physical(before, "old").isdisjoint(physical(after, "new"))
 
 
+def recorded(type_: str, name: str, inputs: dict[str, Any], urn: str = "", **fields: Any) -> Recorded:
+    """A custom resource as the recording engine would have recorded it."""
+    return Recorded(urn=urn or f"s::{name}", type=type_, name=name, parent="", custom=True, provider="",
+                    dependencies=[], inputs=inputs, shown={}, **fields)
+
+
 def test_every_named_resource_type_has_an_entry(plans: tuple[Recording, Recording]) -> None:
     for record in plans[1].resources:
         if record.custom and record.type.startswith("gcp:") and name_inputs(record):
@@ -276,18 +282,9 @@ def test_every_named_resource_type_has_an_entry(plans: tuple[Recording, Recordin
 
 
 def test_an_unknown_named_resource_fails_the_audit() -> None:
-    bucket = Recorded(
-        urn="urn:pulumi:s::p::gcp:storage/bucket:Bucket::x",
-        type="gcp:storage/bucket:Bucket",
-        name="x",
-        parent="",
-        custom=True,
-        provider="",
-        dependencies=[],
-        inputs={"name": "logs", "location": "EU"},
-        shown={},
-    )
-    moved = Recorded(**{**bucket.__dict__, "inputs": {"name": "logs", "location": "US"}})
+    bucket = recorded("gcp:storage/bucket:Bucket", "x", {"name": "logs", "location": "EU"},
+                      urn="urn:pulumi:s::p::gcp:storage/bucket:Bucket::x")
+    moved = replace(bucket, inputs={"name": "logs", "location": "US"})
     assert audit(bucket, moved) == [
         "gcp:storage/bucket:Bucket x sets ['name']: add it to NAMED with its ForceNew inputs"
     ]
@@ -295,17 +292,8 @@ def test_an_unknown_named_resource_fails_the_audit() -> None:
 
 def test_the_audit_catches_a_fixed_name_under_a_forced_replacement() -> None:
     """The guard itself: today's secret and group names (before this audit) would fail it."""
-    old = Recorded(
-        urn="u",
-        type=GROUP,
-        name="codex-group",
-        parent="",
-        custom=True,
-        provider="",
-        dependencies=[],
-        inputs={"name": "ghr-dev-codex", "baseInstanceName": "ghr-dev-codex", "region": "europe-west4"},
-        shown={},
-    )
-    pinned = Recorded(**{**old.__dict__, "inputs": {**old.inputs, "distributionPolicyZones": ["europe-west4-a"]}})
+    old = recorded(GROUP, "codex-group",
+                   {"name": "ghr-dev-codex", "baseInstanceName": "ghr-dev-codex", "region": "europe-west4"}, urn="u")
+    pinned = replace(old, inputs={**old.inputs, "distributionPolicyZones": ["europe-west4-a"]})
     (problem,) = audit(old, pinned)
     assert "distributionPolicyZones" in problem and "409" in problem

@@ -19,14 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from plan.engine import Recorded, Recording, RecordingMonitor
+from plan.engine import Recording, RecordingMonitor
 from tests.gcp.release_graph import STACK, UPGRADE_FILE
-from tests.gcp.test_replacement_audit import audit
+from tests.gcp.test_replacement_audit import audit, recorded
 from tests.providers.harness import run_file
 
 GROUP = "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager"
@@ -186,18 +187,8 @@ def test_the_resize_model_catches_the_412_of_the_previous_version() -> None:
         {"urn": "s::codex-group", "type": GROUP, "inputs": {"name": "ghr-dev-codex", "region": "r", "project": "p"}},
         {"urn": "s::codex-autoscaler", "type": AUTOSCALER, "inputs": {"target": "group-id"}},
     ]
-    group = Recorded(
-        urn="s::codex-group",
-        type=GROUP,
-        name="codex-group",
-        parent="",
-        custom=True,
-        provider="",
-        dependencies=[],
-        inputs={"name": "ghr-dev-codex", "region": "r", "project": "p", "targetSize": 1},
-        shown={},
-        outputs={"id": "group-id"},
-    )
+    group = recorded(GROUP, "codex-group", {"name": "ghr-dev-codex", "region": "r", "project": "p", "targetSize": 1},
+                     outputs={"id": "group-id"})
     new = Recording([group], {}, {})
     assert resizes_of_autoscaled_groups(old, new, {}) == ["codex-group: resize to 1 while autoscaled: 412"]
     assert resizes_of_autoscaled_groups(old, new, {"s::codex-group": ["targetSize"]}) == []
@@ -246,8 +237,8 @@ def test_upgrade_replaces_nothing_under_its_old_name(
         if old["urn"] not in news:
             continue  # deleted (an autoscaler of a pool now on demand: test_upgrade_keeps_every_urn)
         new = news[old["urn"]]
-        before = Recorded(**{**new.__dict__, "inputs": old["inputs"]})
-        after = Recorded(**{**new.__dict__, "inputs": {k: v for k, v in new.inputs.items() if k != "metadata"}})
+        before = replace(new, inputs=old["inputs"])
+        after = replace(new, inputs={k: v for k, v in new.inputs.items() if k != "metadata"})
         problems += [p for p in audit(before, after) if "needless" not in p]
     assert not problems
 
