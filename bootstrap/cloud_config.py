@@ -30,7 +30,7 @@ import json
 import lzma
 import tokenize
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -292,10 +292,16 @@ def agent_bytes(cloud: str) -> bytes:
     return agent_source(cloud).encode()
 
 
+@functools.cache
+def agent_sha256(cloud: str) -> str:
+    """The digest the loader pins."""
+    return hashlib.sha256(agent_bytes(cloud)).hexdigest()
+
+
 def agent_key(cloud: str) -> str:
     """The object key, named after the content: a changed agent is a new object, never an overwrite of
     the one booting VMs may be fetching."""
-    return f"agent/{hashlib.sha256(agent_bytes(cloud)).hexdigest()}.py"
+    return f"agent/{agent_sha256(cloud)}.py"
 
 
 _LOADER_OBJECT = 'OBJECT = {"bucket": "", "key": "", "region": "", "sha256": ""}\n'
@@ -314,8 +320,7 @@ def loader_source() -> str:
 
 def loader_file(agent: AgentObject) -> str:
     """/opt/gh-runners/loader.py: bootstrap/loader.py, minified, with the object it fetches filled in."""
-    filled = {"bucket": agent.bucket, "key": agent.key, "region": agent.region, "sha256": agent.sha256}
-    return loader_source().replace(_LOADER_OBJECT, f"OBJECT = {json.dumps(filled)}\n")
+    return loader_source().replace(_LOADER_OBJECT, f"OBJECT = {json.dumps(asdict(agent))}\n")
 
 
 @functools.cache  # the bundle depends only on the cloud: build it once per program run, not per pool

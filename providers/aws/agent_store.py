@@ -15,13 +15,12 @@ overwriting what a booting VM may be fetching.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pulumi
 import pulumi_aws as aws
 
-from bootstrap.cloud_config import AgentObject, agent_bytes, agent_key, loader_source
+from bootstrap.cloud_config import AgentObject, agent_bytes, agent_key, agent_sha256, loader_source
 
 STORE_TYPE = "ghrunners:aws:AgentStore"  # part of every URN: never rename without aliases
 AGENT_PREFIX = "agent/"
@@ -97,13 +96,12 @@ class AgentStore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ownership])),
         )
         loader_source()  # minified now, not inside the apply that renders user data (see there)
-        source = agent_bytes("aws")
-        self.sha256 = hashlib.sha256(source).hexdigest()
+        self.sha256 = agent_sha256("aws")
         self.object = aws.s3.BucketObjectv2(
             f"agents-{region}-aws",
             bucket=self.bucket.id,
             key=agent_key("aws"),
-            content=source.decode(),
+            content=agent_bytes("aws").decode(),
             content_type="text/x-python",
             tags=tags,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy])),
